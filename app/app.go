@@ -1,0 +1,382 @@
+// Package app runs the extension: configuration, registration, the local
+// server, prefetch during Init, and the event loop that refreshes on INVOKE
+// and shuts down on SHUTDOWN. main stays a thin shell around Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/secrets-prefetch/secrets-prefetch/cache"
+	"github.com/secrets-prefetch/secrets-prefetch/config"
+	"github.com/secrets-prefetch/secrets-prefetch/lifecycle"
+	"github.com/secrets-prefetch/secrets-prefetch/localserver"
+	"github.com/secrets-prefetch/secrets-prefetch/source"
+)
+
+// Error types of ours, beside lifecycle's, for failures Lambda should show.
+const (
+	errorTypeInitFailed   = "Extension.InitFailed"
+	errorTypeListenFailed = "Extension.ListenFailed"
+)
+
+// Timing margins: how long before Lambda's deadline our work must be done.
+const (
+	invokeMargin     = 50 * time.Millisecond
+	shutdownMargin   = 100 * time.Millisecond
+	defaultShutdown  = 2 * time.Second // when a SHUTDOWN event carries no deadline
+	defaultRefreshTO = 5 * time.Second // when both service timeouts are 0
+	nextAttempts     = 5
+)
+
+// Options are what Run needs from the process.
+type Options struct {
+	Getenv  func(string) string
+	Stdout  io.Writer
+	Name    string // the extension's name: its executable's base name
+	Version string
+	// HTTPClient, if set, is used for the Extensions API (tests).
+	HTTPClient *http.Client
+	// Ready, if set, is called once prefetch is done and the API is ready.
+	Ready func()
+}
+
+// Run runs the extension until SHUTDOWN or ctx ends. It returns nil after a
+// clean shutdown, and an error (already reported to Lambda) otherwise.
+func Run(ctx context.Context, o Options) error {
+	cfg, cfgErr := config.FromEnv(o.Getenv)
+	log := newLogger(o.Stdout, cfg, cfgErr, o.Getenv)
+
+	api := o.Getenv("AWS_LAMBDA_RUNTIME_API")
+	if api == "" {
+		err := errors.New("AWS_LAMBDA_RUNTIME_API is not set: the extension must run inside a Lambda execution environment")
+		log.Error("cannot start", "error", err)
+		return err
+	}
+	lc := lifecycle.NewClient(api, o.HTTPClient)
+	if _, err := lc.Register(ctx, o.Name); err != nil {
+		log.Error("register failed", "name", o.Name, "error", err)
+		return fmt.Errorf("register: %w", err)
+	}
+	log.Info("registered", "name", o.Name, "version", o.Version)
+
+	if cfgErr != nil {
+		for _, ve := range config.VarErrors(cfgErr) {
+			log.Error("invalid configuration", "variable", ve.Name, "error", ve.Error())
+		}
+		return initError(ctx, lc, log, lifecycle.ErrorTypeConfigInvalid, fmt.Errorf("invalid configuration: %w", cfgErr))
+	}
+	log.Debug("configuration", "config", cfg)
+
+	awsCfg, err := loadAWS(ctx, cfg)
+	if err != nil {
+		return initError(ctx, lc, log, errorTypeInitFailed, fmt.Errorf("loading AWS configuration: %w", err))
+	}
+	e := newExtension(cfg, awsCfg, log)
+
+	// Bind before prefetching: the runtime's Init may already call us, and
+	// a read of an item in flight waits for it rather than failing.
+	l, err := localserver.Listen(cfg.HTTPPort)
+	if err != nil {
+		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is another extension, such as AWS's Parameters and Secrets layer, using the port? set %s): %w", cfg.HTTPPort, config.EnvHTTPPort, err))
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- e.server.Serve(l) }()
+	log.Info("serving", "address", l.Addr().String())
+
+	if err := e.prefetch(ctx); err != nil {
+		e.stop(context.Background())
+		return initError(ctx, lc, log, lifecycle.ErrorTypePrefetchFailed, err)
+	}
+	if o.Ready != nil {
+		o.Ready()
+	}
+	return e.loop(ctx, lc, serveErr)
+}
+
+func initError(ctx context.Context, lc *lifecycle.Client, log *slog.Logger, typ string, err error) error {
+	log.Error("init failed", "errorType", typ, "error", err)
+	if rerr := lc.InitError(ctx, typ, err); rerr != nil {
+		log.Error("reporting init error failed", "error", rerr)
+	}
+	return err
+}
+
+// extension is the running extension's parts.
+type extension struct {
+	cfg    config.Config
+	log    *slog.Logger
+	cache  *cache.Cache
+	server *localserver.Server
+	ready  atomic.Bool
+}
+
+func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger) *extension {
+	src := source.New(source.Options{
+		SecretsManager:    secretsmanager.NewFromConfig(awsCfg),
+		SSM:               ssm.NewFromConfig(awsCfg),
+		MaxConcurrency:    cfg.MaxConnections,
+		SecretsTimeout:    cfg.SecretsTimeout,
+		ParametersTimeout: cfg.ParamsTimeout,
+		Logger:            log,
+	})
+	return assemble(cfg, src, log)
+}
+
+// assemble builds the cache and server around a fetcher.
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger) *extension {
+	e := &extension{cfg: cfg, log: log}
+	secretsTTL, paramsTTL := cfg.SecretsTTL, cfg.ParametersTTL
+	if !cfg.CacheEnabled {
+		secretsTTL, paramsTTL = 0, 0
+	}
+	e.cache = cache.New(cache.Options{
+		Fetcher:           f,
+		SecretsTTL:        secretsTTL,
+		ParametersTTL:     paramsTTL,
+		RefreshAhead:      cfg.RefreshAhead,
+		StaleIfError:      cfg.StaleIfError,
+		Size:              cfg.CacheSize,
+		Lazy:              cfg.Lazy,
+		Listed:            listed(cfg),
+		SecretsTimeout:    cfg.SecretsTimeout,
+		ParametersTimeout: cfg.ParamsTimeout,
+		Logger:            log,
+	})
+	e.server = localserver.New(localserver.Options{
+		Cache:  e.cache,
+		Token:  cfg.Token,
+		Ready:  e.ready.Load,
+		Logger: log,
+	})
+	return e
+}
+
+// listed reports whether a key is one the configuration names: a listed
+// secret (any version of it), a listed parameter or one under a listed path.
+func listed(cfg config.Config) func(source.Key) bool {
+	secrets := make(map[string]bool, len(cfg.Secrets))
+	for _, s := range cfg.Secrets {
+		secrets[s] = true
+	}
+	params := make(map[string]bool, len(cfg.Parameters))
+	for _, p := range cfg.Parameters {
+		params[parameterKey(p).ID] = true
+	}
+	paths := slices.Clone(cfg.ParameterPaths)
+	return func(k source.Key) bool {
+		if k.Service == source.SecretsManager {
+			return secrets[k.ID]
+		}
+		if params[k.ID] {
+			return true
+		}
+		for _, p := range paths {
+			if p.Matches(k.ID) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// parameterKey turns a configured parameter ("name" or "name:selector")
+// into the key a prefetch stores it under.
+func parameterKey(p string) source.Key {
+	k := source.ParameterKey(p)
+	if name, sel := source.SplitSelector(p); sel != "" {
+		k.ID, k.Selector = name, ":"+sel
+	}
+	return k
+}
+
+// prefetch fetches everything configured within the Init budget. Under
+// SECRETS_PREFETCH_REQUIRED it fails when any item (or path) could not be had.
+func (e *extension) prefetch(ctx context.Context) error {
+	defer e.ready.Store(true)
+	keys := make([]source.Key, 0, len(e.cfg.Secrets)+len(e.cfg.Parameters))
+	for _, s := range e.cfg.Secrets {
+		keys = append(keys, source.SecretKey(s))
+	}
+	for _, p := range e.cfg.Parameters {
+		keys = append(keys, parameterKey(p))
+	}
+	paths := make([]cache.Path, len(e.cfg.ParameterPaths))
+	for i, p := range e.cfg.ParameterPaths {
+		paths[i] = cache.Path{Prefix: p.Prefix, Recursive: p.Recursive}
+	}
+	if len(keys) == 0 && len(paths) == 0 {
+		e.log.Info("nothing to prefetch", "hint", "set "+config.EnvSecrets+" or "+config.EnvParameters)
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.InitTimeout)
+	defer cancel()
+	rep := e.cache.Prefetch(pctx, keys, paths)
+
+	var problems []string
+	for _, k := range keys {
+		if err, ok := rep.Failed[k]; ok {
+			e.log.Warn("prefetch failed", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)
+			problems = append(problems, fmt.Sprintf("%s (%s)", k, err.Code))
+		}
+	}
+	for _, p := range paths {
+		n := rep.Paths[p]
+		if err := rep.PathErrs[p]; err != nil {
+			e.log.Warn("prefetch of path failed", "path", pathString(p), "found", n, "error", err)
+			problems = append(problems, fmt.Sprintf("path %s (%s)", pathString(p), errCode(err)))
+		} else if n == 0 {
+			e.log.Warn("prefetch of path found no parameter", "path", pathString(p))
+			problems = append(problems, fmt.Sprintf("path %s (matched no parameter)", pathString(p)))
+		}
+	}
+	if pctx.Err() != nil && ctx.Err() == nil {
+		e.log.Warn("prefetch budget ran out", "budget", e.cfg.InitTimeout, "variable", config.EnvInitTimeout)
+	}
+	e.log.Info("prefetch done", "items", rep.Fetched, "failed", len(problems), "duration_ms", rep.Duration.Milliseconds())
+	if len(problems) > 0 && e.cfg.Required {
+		return fmt.Errorf("required items could not be fetched (%s=true): %s", config.EnvRequired, strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+func pathString(p cache.Path) string {
+	return config.Path{Prefix: p.Prefix, Recursive: p.Recursive}.String()
+}
+
+func errCode(err error) string {
+	var serr *source.Error
+	if errors.As(err, &serr) {
+		return serr.Code
+	}
+	return "error"
+}
+
+// loop answers Lambda's events until SHUTDOWN.
+func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-chan error) error {
+	for {
+		ev, err := lc.NextWithRetry(ctx, nextAttempts, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				// Stopped by a signal: not a failure of ours.
+				e.log.Info("stopping", "reason", context.Cause(ctx))
+				e.stop(context.Background())
+				return nil
+			}
+			e.log.Error("event/next failed", "error", err)
+			e.stop(context.Background())
+			if rerr := lc.ExitError(ctx, lifecycle.ErrorTypeRuntimeError, err); rerr != nil {
+				e.log.Error("reporting exit error failed", "error", rerr)
+			}
+			return err
+		}
+		select {
+		case err := <-serveErr:
+			err = fmt.Errorf("local server stopped: %w", err)
+			e.log.Error("server failed", "error", err)
+			e.stop(context.Background())
+			if rerr := lc.ExitError(ctx, lifecycle.ErrorTypeRuntimeError, err); rerr != nil {
+				e.log.Error("reporting exit error failed", "error", rerr)
+			}
+			return err
+		default:
+		}
+		switch ev.EventType {
+		case lifecycle.Invoke:
+			e.refresh(ctx, ev)
+		case lifecycle.Shutdown:
+			deadline := ev.Deadline()
+			if deadline.IsZero() {
+				deadline = time.Now().Add(defaultShutdown)
+			}
+			sctx, cancel := context.WithDeadline(ctx, deadline.Add(-shutdownMargin))
+			e.stop(sctx)
+			cancel()
+			e.log.Info("shut down", "reason", string(ev.ShutdownReason))
+			return nil
+		default:
+			e.log.Warn("ignoring unknown event", "type", string(ev.EventType))
+		}
+	}
+}
+
+// refresh fetches what is due before the next event is asked for, so no
+// fetch straddles a freeze. It is bounded by the refresh timeout and the
+// invoke's deadline.
+func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
+	to := max(e.cfg.SecretsTimeout, e.cfg.ParamsTimeout)
+	if to == 0 {
+		to = defaultRefreshTO
+	}
+	deadline := time.Now().Add(to)
+	if d := ev.Deadline(); !d.IsZero() && d.Add(-invokeMargin).Before(deadline) {
+		deadline = d.Add(-invokeMargin)
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	rep := e.cache.RefreshDue(rctx)
+	if rep.Due > 0 {
+		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "duration_ms", time.Since(start).Milliseconds())
+	}
+	if rep.Failed > 0 {
+		e.log.Warn("refresh failed for some items; serving cached values within the stale bound", "failed", rep.Failed)
+	}
+}
+
+// stop drains the server within ctx, then wipes the cached values.
+func (e *extension) stop(ctx context.Context) {
+	if err := e.server.Shutdown(ctx); err != nil {
+		e.log.Warn("server shutdown cut short", "error", err)
+	}
+	e.cache.Wipe()
+}
+
+// loadAWS builds the SDK configuration from the environment (region,
+// credentials, AWS_ENDPOINT_URL_*), with at most MaxConnections connections.
+func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxConnsPerHost = cfg.MaxConnections
+		t.MaxIdleConnsPerHost = cfg.MaxConnections
+	})
+	return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(hc))
+}
+
+// newLogger logs to w per the configuration; with an invalid configuration
+// it still honours what it can, so the errors themselves are visible.
+func newLogger(w io.Writer, cfg config.Config, cfgErr error, getenv func(string) string) *slog.Logger {
+	level, jsonFormat := slog.LevelInfo, strings.EqualFold(strings.TrimSpace(getenv(config.EnvLogFormat)), "json")
+	if cfgErr == nil {
+		jsonFormat = cfg.LogJSON
+		switch cfg.LogLevel {
+		case config.LogDebug:
+			level = slog.LevelDebug
+		case config.LogWarn:
+			level = slog.LevelWarn
+		case config.LogError:
+			level = slog.LevelError
+		case config.LogNone:
+			return slog.New(slog.DiscardHandler)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if jsonFormat {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h).With("extension", "secrets-prefetch")
+}

@@ -1,0 +1,446 @@
+// Package cache holds fetched secrets and parameters in memory: per-service
+// TTLs, refresh ahead of expiry on INVOKE, one in-flight fetch per key,
+// stale-if-error within a bound, and a size bound. It knows nothing of HTTP.
+package cache
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/source"
+)
+
+// Fetcher gets items from AWS. *source.Source implements it.
+type Fetcher interface {
+	Fetch(ctx context.Context, keys []source.Key, deliver source.Deliver)
+	FetchOne(ctx context.Context, key source.Key) (*source.Item, error)
+	FetchPath(ctx context.Context, prefix string, recursive bool, deliver source.Deliver) (int, error)
+}
+
+// Options configure a Cache. Zero durations mean "none".
+type Options struct {
+	Fetcher       Fetcher
+	SecretsTTL    time.Duration // 0: every read fetches
+	ParametersTTL time.Duration
+	// RefreshAhead is the fraction of the TTL after which RefreshDue fetches
+	// an entry again (0 < f <= 1).
+	RefreshAhead float64
+	// StaleIfError is how long past its TTL a value may still be served
+	// while fetching it again fails.
+	StaleIfError time.Duration
+	// Size bounds the number of entries; the least recently read go first.
+	Size int
+	// Lazy lets reads fetch keys that Listed does not accept.
+	Lazy   bool
+	Listed func(source.Key) bool
+	// FetchTimeout bounds a fetch that a read starts, per service.
+	SecretsTimeout, ParametersTimeout time.Duration
+
+	Now    func() time.Time // default time.Now
+	Rand   func() float64   // in [0, 1), for jitter; default math/rand/v2
+	Logger *slog.Logger
+}
+
+// Status says how a read was answered.
+type Status uint8
+
+const (
+	Hit   Status = iota + 1 // a fresh cached value
+	Miss                    // fetched for this read (or joined a fetch in flight)
+	Stale                   // a value past its TTL, served because fetching failed
+)
+
+func (s Status) String() string {
+	switch s {
+	case Hit:
+		return "hit"
+	case Miss:
+		return "miss"
+	case Stale:
+		return "stale"
+	}
+	return "unknown"
+}
+
+// Result is an answered read. Item must not be modified.
+type Result struct {
+	Item   *source.Item
+	Status Status
+	Age    time.Duration // since the value was fetched
+}
+
+var (
+	// ErrNotConfigured is returned for keys that are not listed when lazy
+	// fetching is off.
+	ErrNotConfigured = errors.New("not configured for prefetch and lazy fetching is off")
+	// ErrClosed is returned after Wipe.
+	ErrClosed = errors.New("cache closed: the extension is shutting down")
+)
+
+// Stats counts what the cache did since it was made.
+type Stats struct {
+	Hits, Misses, Stale, Errors, Refreshes, RefreshErrors uint64
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	opts Options
+
+	mu     sync.Mutex // protects m, paths, closed and every entry's fields
+	m      map[source.Key]*entry
+	paths  []*pathFetch // path prefetches in flight
+	closed bool
+
+	hits, misses, stale, errs, refreshes, refreshErrs atomic.Uint64
+}
+
+type entry struct {
+	key       source.Key
+	item      *source.Item // last good value; nil if none
+	fetched   time.Time    // when item was fetched
+	refreshAt time.Time    // when RefreshDue should fetch it again (jittered)
+	err       *source.Error
+	failures  int       // consecutive failed fetches
+	retryAt   time.Time // no new fetch after a failure before this (backoff)
+	call      *call     // the fetch in flight, if any
+	used      time.Time // last read, for eviction
+}
+
+// call is one in-flight fetch of an entry; done is closed when it finished,
+// after which item and err are set and immutable.
+type call struct {
+	done  chan struct{}
+	batch bool // part of a batch: a failure may not be this key's own
+	item  *source.Item
+	err   *source.Error
+}
+
+type pathFetch struct {
+	prefix    string
+	recursive bool
+	done      chan struct{}
+}
+
+func (p *pathFetch) matches(name string) bool {
+	prefix := p.prefix + "/"
+	if p.prefix == "/" {
+		prefix = "/"
+	}
+	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
+		return false
+	}
+	if p.recursive {
+		return true
+	}
+	for _, c := range name[len(prefix):] {
+		if c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// New returns an empty cache.
+func New(o Options) *Cache {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Listed == nil {
+		o.Listed = func(source.Key) bool { return false }
+	}
+	if o.Size < 1 {
+		o.Size = 1
+	}
+	if o.RefreshAhead <= 0 || o.RefreshAhead > 1 {
+		o.RefreshAhead = 1
+	}
+	return &Cache{opts: o, m: make(map[source.Key]*entry)}
+}
+
+func (c *Cache) ttl(svc source.Service) time.Duration {
+	if svc == source.SecretsManager {
+		return c.opts.SecretsTTL
+	}
+	return c.opts.ParametersTTL
+}
+
+func (c *Cache) fetchTimeout(svc source.Service) time.Duration {
+	to := c.opts.ParametersTimeout
+	if svc == source.SecretsManager {
+		to = c.opts.SecretsTimeout
+	}
+	if to <= 0 {
+		to = 30 * time.Second // a read must not hang however the extension is configured
+	}
+	return to
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Stale: c.stale.Load(), Errors: c.errs.Load(),
+		Refreshes: c.refreshes.Load(), RefreshErrors: c.refreshErrs.Load(),
+	}
+}
+
+// Len returns the number of entries.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// fresh reports whether e's value may be served without fetching. Requires mu.
+func (c *Cache) fresh(e *entry, now time.Time) bool {
+	return e.item != nil && now.Before(e.fetched.Add(c.ttl(e.key.Service)))
+}
+
+// usableStale reports whether e's value may stand in when fetching fails.
+// Requires mu.
+func (c *Cache) usableStale(e *entry, now time.Time) bool {
+	if e.item == nil || (e.err != nil && e.err.Class == source.ClassNotFound) {
+		return false
+	}
+	return now.Before(e.fetched.Add(c.ttl(e.key.Service) + c.opts.StaleIfError))
+}
+
+func (c *Cache) result(e *entry, st Status, now time.Time) Result {
+	return Result{Item: e.item, Status: st, Age: max(now.Sub(e.fetched), 0)}
+}
+
+// Get answers a read of key: from the cache when fresh, else by joining the
+// fetch in flight or starting one (one upstream call however many readers).
+// refreshNow skips a fresh value. ctx bounds the wait; the fetch itself goes
+// on for the other readers.
+func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Result, error) {
+	retried := false
+	for {
+		now := c.opts.Now()
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return Result{}, ErrClosed
+		}
+		if r, ok := c.plaintextAlias(key, now); ok && !refreshNow {
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return r, nil
+		}
+		e := c.m[key]
+		if e == nil {
+			if p := c.pendingPath(key); p != nil {
+				c.mu.Unlock()
+				select {
+				case <-p.done:
+					continue // the path prefetch may have brought it
+				case <-ctx.Done():
+					return Result{}, c.timeoutErr(key)
+				}
+			}
+			if !c.opts.Lazy && !c.opts.Listed(key) {
+				c.mu.Unlock()
+				return Result{}, ErrNotConfigured
+			}
+			e = c.insert(key, now)
+		}
+		e.used = now
+		cl := e.call
+		switch {
+		case c.fresh(e, now) && !refreshNow:
+			// Fresh, even if a refresh ahead of expiry is in flight.
+			r := c.result(e, Hit, now)
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return r, nil
+		case cl != nil:
+			// join the fetch in flight
+		case now.Before(e.retryAt) && !refreshNow:
+			// Backing off after a failure: don't call AWS again yet.
+			r, err := c.failed(e, e.err, now)
+			c.mu.Unlock()
+			return r, err
+		default:
+			cl = c.start(e, false)
+			go c.fetchOne(e, cl)
+		}
+		c.mu.Unlock()
+
+		if err := c.wait(ctx, cl, key.Service); err != nil {
+			c.mu.Lock()
+			r, err := c.failed(e, c.timeoutErr(key), c.opts.Now())
+			c.mu.Unlock()
+			return r, err
+		}
+		if cl.err == nil {
+			c.misses.Add(1)
+			return Result{Item: cl.item, Status: Miss}, nil
+		}
+		if cl.batch && cl.err.Class.Temporary() && !retried {
+			// The batch this key rode in failed as a whole: try it alone.
+			retried = true
+			continue
+		}
+		c.mu.Lock()
+		r, err := c.failed(e, cl.err, c.opts.Now())
+		c.mu.Unlock()
+		return r, err
+	}
+}
+
+// wait waits for cl, bounded by ctx and by the service's fetch timeout.
+func (c *Cache) wait(ctx context.Context, cl *call, svc source.Service) error {
+	t := time.NewTimer(c.fetchTimeout(svc))
+	defer t.Stop()
+	select {
+	case <-cl.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return context.DeadlineExceeded
+	}
+}
+
+// failed answers a read whose fetch failed: the stale value within the
+// bound, else the error. Requires mu.
+func (c *Cache) failed(e *entry, err *source.Error, now time.Time) (Result, error) {
+	if c.usableStale(e, now) {
+		c.stale.Add(1)
+		return c.result(e, Stale, now), nil
+	}
+	c.errs.Add(1)
+	if err == nil {
+		err = &source.Error{Class: source.ClassOther, Code: "Unavailable", Message: "no value available", Key: e.key}
+	}
+	return Result{}, err
+}
+
+func (c *Cache) timeoutErr(key source.Key) *source.Error {
+	return &source.Error{Class: source.ClassTimeout, Code: "UpstreamTimeout", Message: "the value was not fetched in time", Key: key}
+}
+
+// plaintextAlias serves a read without decryption from the decrypted entry
+// when the parameter is not a SecureString: the two bodies are identical, so
+// a prefetched parameter needs no second fetch. Requires mu.
+func (c *Cache) plaintextAlias(key source.Key, now time.Time) (Result, bool) {
+	if key.Service != source.ParameterStore || key.Decrypt {
+		return Result{}, false
+	}
+	dk := key
+	dk.Decrypt = true
+	e := c.m[dk]
+	if e == nil || e.item == nil || e.item.Secure || !c.fresh(e, now) {
+		return Result{}, false
+	}
+	e.used = now
+	return c.result(e, Hit, now), true
+}
+
+// pendingPath returns the path prefetch in flight that may bring key, if any.
+// Requires mu.
+func (c *Cache) pendingPath(key source.Key) *pathFetch {
+	if key.Service != source.ParameterStore || !key.Plain() {
+		return nil
+	}
+	for _, p := range c.paths {
+		if p.matches(key.ID) {
+			return p
+		}
+	}
+	return nil
+}
+
+// insert adds an empty entry for key, evicting the least recently read idle
+// entry when the cache is full. Requires mu.
+func (c *Cache) insert(key source.Key, now time.Time) *entry {
+	if len(c.m) >= c.opts.Size {
+		var victim *entry
+		for _, e := range c.m {
+			if e.call == nil && (victim == nil || e.used.Before(victim.used)) {
+				victim = e
+			}
+		}
+		if victim != nil {
+			delete(c.m, victim.key)
+		}
+	}
+	e := &entry{key: key, used: now}
+	c.m[key] = e
+	return e
+}
+
+// start marks a fetch of e in flight. Requires mu.
+func (c *Cache) start(e *entry, batch bool) *call {
+	cl := &call{done: make(chan struct{}), batch: batch}
+	e.call = cl
+	return cl
+}
+
+// fetchOne runs a read-started fetch with its own timeout, so the first
+// reader giving up does not fail the others.
+func (c *Cache) fetchOne(e *entry, cl *call) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout(e.key.Service))
+	defer cancel()
+	item, err := c.opts.Fetcher.FetchOne(ctx, e.key)
+	c.finish(e, cl, item, err)
+}
+
+// finish records the outcome of cl, wakes its waiters and returns the error
+// as a *source.Error.
+func (c *Cache) finish(e *entry, cl *call, item *source.Item, err error) *source.Error {
+	var serr *source.Error
+	if err != nil && !errors.As(err, &serr) {
+		serr = &source.Error{Class: source.ClassOther, Code: "UpstreamError", Message: "fetch failed", Key: e.key, Err: err}
+	}
+	now := c.opts.Now()
+	c.mu.Lock()
+	if serr == nil {
+		c.store(e, item, now)
+	} else {
+		e.err = serr
+		e.failures++
+		if serr.Class == source.ClassNotFound {
+			e.item = nil // deleted upstream: stop serving it
+		}
+		if !serr.Batch {
+			e.retryAt = now.Add(c.backoff(e.failures))
+		}
+	}
+	cl.item, cl.err = item, serr
+	if e.call == cl {
+		e.call = nil
+	}
+	c.mu.Unlock()
+	close(cl.done)
+	return serr
+}
+
+// store records a fetched value. Requires mu.
+func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
+	e.item, e.fetched = item, now
+	e.err, e.failures, e.retryAt = nil, 0, time.Time{}
+	ahead := time.Duration(float64(c.ttl(e.key.Service)) * c.opts.RefreshAhead)
+	// Up to 10% earlier, so a fleet started together spreads its refreshes.
+	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
+}
+
+// backoff is the pause after the n-th consecutive failure: exponential from
+// one second, capped at five minutes, with full jitter on its upper half.
+func (c *Cache) backoff(n int) time.Duration {
+	d := 5 * time.Minute
+	if n < 9 {
+		d = min(time.Second<<(n-1), d)
+	}
+	return d/2 + time.Duration(float64(d/2)*c.opts.Rand())
+}

@@ -1,0 +1,229 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/source"
+)
+
+// Path is a parameter path to prefetch: every parameter directly under
+// Prefix, or every one below it when Recursive.
+type Path struct {
+	Prefix    string
+	Recursive bool
+}
+
+// PrefetchReport tells what a prefetch did. Failures name items, never values.
+type PrefetchReport struct {
+	Fetched  int                          // items stored, path matches included
+	Failed   map[source.Key]*source.Error // listed keys that could not be fetched
+	Paths    map[Path]int                 // parameters found under each path
+	PathErrs map[Path]error               // paths whose listing failed
+	Duration time.Duration
+}
+
+// Prefetch fetches keys and paths into the cache, batched and in parallel,
+// and returns when all are done or ctx ends (the Init budget). Reads of a key
+// or of a name under a path wait for it instead of fetching it themselves.
+func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) PrefetchReport {
+	start := c.opts.Now()
+	rep := PrefetchReport{
+		Failed:   map[source.Key]*source.Error{},
+		Paths:    map[Path]int{},
+		PathErrs: map[Path]error{},
+	}
+	calls := make(map[source.Key]*call, len(keys))
+	todo := make([]source.Key, 0, len(keys))
+	pfs := make([]*pathFetch, len(paths))
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return rep
+	}
+	for _, k := range keys {
+		e := c.m[k]
+		if e == nil {
+			e = c.insert(k, start)
+		}
+		if e.call != nil || calls[k] != nil {
+			continue
+		}
+		calls[k] = c.start(e, true)
+		todo = append(todo, k)
+	}
+	for i, p := range paths {
+		pfs[i] = &pathFetch{prefix: p.Prefix, recursive: p.Recursive, done: make(chan struct{})}
+		c.paths = append(c.paths, pfs[i])
+	}
+	c.mu.Unlock()
+
+	var (
+		mu sync.Mutex // protects rep
+		wg sync.WaitGroup
+	)
+	wg.Go(func() {
+		c.opts.Fetcher.Fetch(ctx, todo, func(k source.Key, item *source.Item, err error) {
+			serr := c.finishKey(k, calls[k], item, notOwnFault(ctx, err))
+			mu.Lock()
+			defer mu.Unlock()
+			if serr != nil {
+				rep.Failed[k] = serr
+			} else {
+				rep.Fetched++
+			}
+		})
+	})
+	for i, p := range paths {
+		wg.Go(func() {
+			n, err := c.opts.Fetcher.FetchPath(ctx, p.Prefix, p.Recursive, func(k source.Key, item *source.Item, _ error) {
+				c.storePathItem(k, item)
+			})
+			c.mu.Lock()
+			c.removePath(pfs[i])
+			c.mu.Unlock()
+			close(pfs[i].done)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Paths[p] = n
+			rep.Fetched += n
+			if err != nil {
+				rep.PathErrs[p] = err
+			}
+		})
+	}
+	wg.Wait()
+	rep.Duration = c.opts.Now().Sub(start)
+	return rep
+}
+
+// finishKey completes the call of key, which the caller started on its entry.
+func (c *Cache) finishKey(k source.Key, cl *call, item *source.Item, err error) *source.Error {
+	c.mu.Lock()
+	e := c.m[k]
+	c.mu.Unlock()
+	if e == nil || cl == nil {
+		// Evicted while in flight cannot happen (entries with a call are
+		// never evicted), but a stray delivery must not wedge anything.
+		return nil
+	}
+	return c.finish(e, cl, item, err)
+}
+
+// storePathItem stores a parameter found under a prefetched path.
+func (c *Cache) storePathItem(k source.Key, item *source.Item) {
+	now := c.opts.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	e := c.m[k]
+	if e == nil {
+		e = c.insert(k, now)
+	}
+	c.store(e, item, now)
+}
+
+// removePath drops p from the paths in flight. Requires mu.
+func (c *Cache) removePath(p *pathFetch) {
+	for i, q := range c.paths {
+		if q == p {
+			c.paths = append(c.paths[:i], c.paths[i+1:]...)
+			return
+		}
+	}
+}
+
+// RefreshReport tells what a RefreshDue did.
+type RefreshReport struct {
+	Due, Refreshed, Failed int
+}
+
+// RefreshDue fetches, in batches, every entry past its refresh-ahead point and
+// every listed entry whose last fetch failed and whose backoff has passed. It
+// returns when they are done or ctx ends; on ctx's end the fetches are
+// canceled and the entries keep their values.
+func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
+	now := c.opts.Now()
+	var (
+		keys  []source.Key
+		calls = map[source.Key]*call{}
+	)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return RefreshReport{}
+	}
+	for k, e := range c.m {
+		if e.call != nil || c.ttl(k.Service) == 0 || now.Before(e.retryAt) {
+			continue
+		}
+		due := e.item != nil && !now.Before(e.refreshAt)
+		retry := e.item == nil && e.err != nil && c.opts.Listed(k)
+		if due || retry {
+			calls[k] = c.start(e, true)
+			keys = append(keys, k)
+		}
+	}
+	c.mu.Unlock()
+
+	rep := RefreshReport{Due: len(keys)}
+	if len(keys) == 0 {
+		return rep
+	}
+	var mu sync.Mutex // protects rep
+	c.opts.Fetcher.Fetch(ctx, keys, func(k source.Key, item *source.Item, err error) {
+		serr := c.finishKey(k, calls[k], item, notOwnFault(ctx, err))
+		if serr != nil && serr.Batch {
+			// A whole-batch failure during refresh still backs off, so an
+			// outage does not turn every INVOKE into a burst of calls.
+			c.mu.Lock()
+			if e := c.m[k]; e != nil && e.call == nil {
+				e.retryAt = c.opts.Now().Add(c.backoff(e.failures))
+			}
+			c.mu.Unlock()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if serr != nil {
+			rep.Failed++
+			c.refreshErrs.Add(1)
+		} else {
+			rep.Refreshed++
+			c.refreshes.Add(1)
+		}
+	})
+	return rep
+}
+
+// Wipe overwrites and drops every cached value; later reads get ErrClosed.
+// Call it once the HTTP server has stopped serving, so no response still
+// holds a value being written out.
+func (c *Cache) Wipe() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for k, e := range c.m {
+		if e.item != nil {
+			e.item.Wipe()
+		}
+		delete(c.m, k)
+	}
+}
+
+// notOwnFault marks an error as the batch's rather than the key's when the
+// caller's budget ran out: a reader may then fetch the key alone at once,
+// without waiting out a failure backoff.
+func notOwnFault(ctx context.Context, err error) error {
+	var serr *source.Error
+	if err == nil || ctx.Err() == nil || !errors.As(err, &serr) || serr.Batch {
+		return err
+	}
+	c := *serr
+	c.Batch = true
+	return &c
+}

@@ -1,0 +1,95 @@
+// Package config turns the extension's environment variables into a
+// validated Config. Parsing is pure: FromEnv reads only through getenv.
+package config
+
+import "time"
+
+// Environment variable names. The PARAMETERS_SECRETS_EXTENSION_* and
+// *_TTL / *_TIMEOUT_MILLIS names are those of AWS's Parameters and Secrets
+// Lambda Extension and keep their meaning; SECRETS_PREFETCH_* are ours.
+const (
+	EnvHTTPPort       = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+	EnvCacheEnabled   = "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"
+	EnvCacheSize      = "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"
+	EnvMaxConnections = "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS"
+	EnvLogLevel       = "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL"
+	EnvSecretsTTL     = "SECRETS_MANAGER_TTL"
+	EnvParametersTTL  = "SSM_PARAMETER_STORE_TTL"
+	EnvSecretsTimeout = "SECRETS_MANAGER_TIMEOUT_MILLIS"
+	EnvParamsTimeout  = "SSM_PARAMETER_STORE_TIMEOUT_MILLIS"
+
+	EnvSecrets      = "SECRETS_PREFETCH_SECRETS"
+	EnvParameters   = "SECRETS_PREFETCH_PARAMETERS"
+	EnvRequired     = "SECRETS_PREFETCH_REQUIRED"
+	EnvInitTimeout  = "SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS"
+	EnvRefreshAhead = "SECRETS_PREFETCH_REFRESH_AHEAD"
+	EnvStaleIfError = "SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS"
+	EnvLazy         = "SECRETS_PREFETCH_LAZY"
+
+	EnvSessionToken   = "AWS_SESSION_TOKEN"
+	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+	EnvLogFormat      = "AWS_LAMBDA_LOG_FORMAT"
+)
+
+// LogLevel is the extension's log threshold.
+type LogLevel int
+
+const (
+	LogDebug LogLevel = iota
+	LogInfo
+	LogWarn
+	LogError
+	LogNone
+)
+
+// Path is a SECRETS_PREFETCH_PARAMETERS entry of the form /app/* or /app/**:
+// every parameter directly under Prefix, or (Recursive) every one below it.
+type Path struct {
+	Prefix    string // the path without the trailing /* or /**, e.g. "/app"
+	Recursive bool
+}
+
+// Matches reports whether the parameter name falls under the path.
+func (p Path) Matches(name string) bool {
+	prefix := p.Prefix + "/"
+	if p.Prefix == "/" {
+		prefix = "/"
+	}
+	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
+		return false
+	}
+	if p.Recursive {
+		return true
+	}
+	for _, c := range name[len(prefix):] {
+		if c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// Config is the extension's validated configuration.
+type Config struct {
+	HTTPPort       int           // 1..65535, default 2773
+	CacheEnabled   bool          // default true
+	CacheSize      int           // 1..100000, default 1000
+	MaxConnections int           // 1..1000, default 3: concurrent AWS calls
+	LogLevel       LogLevel      // default LogInfo
+	LogJSON        bool          // AWS_LAMBDA_LOG_FORMAT=JSON
+	SecretsTTL     time.Duration // 0..86400 s, default 300 s; 0 = no caching
+	ParametersTTL  time.Duration // 0..86400 s, default 300 s; 0 = no caching
+	SecretsTimeout time.Duration // 0..300000 ms, default 5000 ms; 0 = no per-call timeout
+	ParamsTimeout  time.Duration // 0..300000 ms, default 5000 ms; 0 = no per-call timeout
+
+	Secrets        []string      // secret names or ARNs to prefetch, duplicates removed
+	Parameters     []string      // parameter names to prefetch, duplicates removed
+	ParameterPaths []Path        // /app/* and /app/** entries
+	Required       bool          // default false
+	InitTimeout    time.Duration // 1..900000 ms, default 5000 ms
+	RefreshAhead   float64       // 0 < f <= 1, default 0.8
+	StaleIfError   time.Duration // 0..86400 s, default 300 s
+	Lazy           bool          // default true
+
+	Token string // AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN; required
+}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// Config carries the token callers authenticate with, so every way of
+// printing it redacts that field: a debug line logging the configuration
+// must not leak a credential.
+
+const redacted = "[redacted]"
+
+// plain has Config's fields but none of its methods, so formatting it does
+// not recurse into String.
+type plain Config
+
+func (c Config) redact() plain {
+	if c.Token != "" {
+		c.Token = redacted
+	}
+	return plain(c)
+}
+
+// String formats c for %v and %s with the token redacted.
+func (c Config) String() string { return fmt.Sprintf("%+v", c.redact()) }
+
+// GoString formats c for %#v with the token redacted.
+func (c Config) GoString() string { return fmt.Sprintf("%#v", c.redact()) }
+
+// LogValue lets slog log c field by field (JSON handlers included, which
+// would otherwise marshal the token) with the token redacted.
+func (c Config) LogValue() slog.Value {
+	r := c.redact()
+	paths := make([]string, len(r.ParameterPaths))
+	for i, p := range r.ParameterPaths {
+		paths[i] = p.String()
+	}
+	return slog.GroupValue(
+		slog.Int("http_port", r.HTTPPort),
+		slog.Bool("cache_enabled", r.CacheEnabled),
+		slog.Int("cache_size", r.CacheSize),
+		slog.Int("max_connections", r.MaxConnections),
+		slog.String("log_level", r.LogLevel.String()),
+		slog.Bool("log_json", r.LogJSON),
+		slog.Duration("secrets_ttl", r.SecretsTTL),
+		slog.Duration("parameters_ttl", r.ParametersTTL),
+		slog.Duration("secrets_timeout", r.SecretsTimeout),
+		slog.Duration("parameters_timeout", r.ParamsTimeout),
+		slog.Any("secrets", r.Secrets),
+		slog.Any("parameters", r.Parameters),
+		slog.Any("parameter_paths", paths),
+		slog.Bool("required", r.Required),
+		slog.Duration("init_timeout", r.InitTimeout),
+		slog.Float64("refresh_ahead", r.RefreshAhead),
+		slog.Duration("stale_if_error", r.StaleIfError),
+		slog.Bool("lazy", r.Lazy),
+		slog.String("token", r.Token),
+	)
+}
+
+// String renders the path as it is written in SECRETS_PREFETCH_PARAMETERS,
+// e.g. "/app/*" or "/**".
+func (p Path) String() string {
+	s := p.Prefix
+	if s == "/" {
+		s = ""
+	}
+	if p.Recursive {
+		return s + "/**"
+	}
+	return s + "/*"
+}

@@ -1,0 +1,242 @@
+package localserver
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/secrets-prefetch/secrets-prefetch/source"
+)
+
+// Limits on what a request may name; AWS's own limits are lower.
+const (
+	maxIDLen      = 2048
+	maxJSONKeyLen = 1024
+)
+
+// request is a parsed read.
+type request struct {
+	key        source.Key
+	jsonKey    string
+	hasJSONKey bool
+	refreshNow bool
+}
+
+// requestError is a bad request: status 400 with a code and message.
+type requestError struct {
+	code, msg string
+}
+
+func (e *requestError) Error() string { return e.code + ": " + e.msg }
+
+func badRequest(code, msg string) *requestError { return &requestError{code, msg} }
+
+// query holds the parameters of a raw query string, refusing duplicates.
+type query map[string]string
+
+func parseQuery(raw string) (query, error) {
+	q := query{}
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
+		}
+		if _, dup := q[key]; dup {
+			return nil, badRequest("DuplicateParameter", "query parameter "+quoteName(key)+" is given more than once")
+		}
+		q[key] = val
+	}
+	return q, nil
+}
+
+// quoteName quotes a caller-supplied name for an error message, bounded.
+func quoteName(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.ToValidUTF8(strconvQuote(s), "")
+}
+
+func strconvQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			b.WriteString("?")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func (q query) bool(name string) (bool, error) {
+	v, ok := q[name]
+	if !ok {
+		return false, nil
+	}
+	switch strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, badRequest("InvalidParameterValue", name+" must be true or false")
+}
+
+// checkName validates an id or name a caller sent.
+func checkName(param, v string) error {
+	if v == "" {
+		return badRequest("MissingParameter", "query parameter "+param+" is required")
+	}
+	if len(v) > maxIDLen {
+		return badRequest("InvalidParameterValue", param+" is longer than 2048 characters")
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return badRequest("InvalidParameterValue", param+" contains control characters")
+		}
+	}
+	return nil
+}
+
+// common parses jsonKey and refreshNow, shared by both endpoints.
+func (q query) common(r *request) error {
+	var err error
+	if r.refreshNow, err = q.bool("refreshNow"); err != nil {
+		return err
+	}
+	if k, ok := q["jsonKey"]; ok {
+		if k == "" || len(k) > maxJSONKeyLen {
+			return badRequest("InvalidJSONKey", "jsonKey must be 1 to 1024 characters")
+		}
+		r.jsonKey, r.hasJSONKey = k, true
+	}
+	return nil
+}
+
+// parseSecretRequest parses /secretsmanager/get's query.
+func parseSecretRequest(rawQuery string) (request, error) {
+	q, err := parseQuery(rawQuery)
+	if err != nil {
+		return request{}, err
+	}
+	r := request{key: source.Key{Service: source.SecretsManager, ID: q["secretId"]}}
+	if err := checkName("secretId", r.key.ID); err != nil {
+		return request{}, err
+	}
+	r.key.VersionID, r.key.VersionStage = q["versionId"], q["versionStage"]
+	if r.key.VersionID != "" && r.key.VersionStage != "" {
+		return request{}, badRequest("ConflictingParameters", "give versionId or versionStage, not both")
+	}
+	for _, p := range [...]struct{ name, v string }{{"versionId", r.key.VersionID}, {"versionStage", r.key.VersionStage}} {
+		if len(p.v) > 256 || strings.ContainsFunc(p.v, isControl) {
+			return request{}, badRequest("InvalidParameterValue", p.name+" must be at most 256 printable characters")
+		}
+	}
+	if r.key.VersionStage == "AWSCURRENT" {
+		r.key.VersionStage = "" // the default: share the prefetched entry
+	}
+	return r, q.common(&r)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// parseParameterRequest parses /systemsmanager/parameters/get's query. A
+// selector may come in the name (name:3, name:label) or as version= / label=.
+func parseParameterRequest(rawQuery string) (request, error) {
+	q, err := parseQuery(rawQuery)
+	if err != nil {
+		return request{}, err
+	}
+	name := q["name"]
+	if err := checkName("name", name); err != nil {
+		return request{}, err
+	}
+	name, sel := source.SplitSelector(name)
+	if name == "" {
+		return request{}, badRequest("InvalidParameterValue", "name has a selector but no name")
+	}
+	version, hasVersion := q["version"]
+	label, hasLabel := q["label"]
+	n := 0
+	for _, b := range []bool{sel != "", hasVersion, hasLabel} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return request{}, badRequest("ConflictingParameters", "give one of a name selector, version and label")
+	}
+	switch {
+	case sel != "":
+		if err := checkSelector(sel); err != nil {
+			return request{}, err
+		}
+	case hasVersion:
+		if !isVersion(version) {
+			return request{}, badRequest("InvalidParameterValue", "version must be a whole number from 1")
+		}
+		sel = version
+	case hasLabel:
+		if !isLabel(label) {
+			return request{}, badRequest("InvalidParameterValue", "label must be 1 to 100 letters, digits, '.', '-' or '_'")
+		}
+		sel = label
+	}
+	r := request{key: source.Key{Service: source.ParameterStore, ID: name}}
+	if sel != "" {
+		r.key.Selector = ":" + sel
+	}
+	if r.key.Decrypt, err = q.bool("withDecryption"); err != nil {
+		return request{}, err
+	}
+	return r, q.common(&r)
+}
+
+func checkSelector(sel string) error {
+	if isVersion(sel) || isLabel(sel) {
+		return nil
+	}
+	return badRequest("InvalidParameterValue", "a name selector must be :version or :label")
+}
+
+func isVersion(s string) bool {
+	if s == "" || len(s) > 18 || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLabel(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,86 @@
+// Package source fetches secrets and parameters from AWS Secrets Manager and
+// SSM Parameter Store: batched, in parallel and with errors classified by
+// their AWS error code. It knows nothing about caching or HTTP.
+package source
+
+import "strings"
+
+// Service tells which AWS service an item lives in.
+type Service uint8
+
+const (
+	SecretsManager Service = iota + 1
+	ParameterStore
+)
+
+func (s Service) String() string {
+	switch s {
+	case SecretsManager:
+		return "secretsmanager"
+	case ParameterStore:
+		return "ssm"
+	}
+	return "unknown"
+}
+
+// Key names one cacheable item: a secret or parameter together with the
+// version selector it was asked for. Keys are comparable and used as map keys.
+//
+// For a secret, ID is the name or ARN and at most one of VersionID and
+// VersionStage is set. For a parameter, ID is the name without selector,
+// Selector is "" or ":3" / ":label" (with the colon, as SSM reports it), and
+// Decrypt tells whether SecureString values are decrypted.
+type Key struct {
+	Service      Service
+	ID           string
+	VersionID    string
+	VersionStage string
+	Selector     string
+	Decrypt      bool
+}
+
+// SecretKey is the key of a secret's current version.
+func SecretKey(id string) Key { return Key{Service: SecretsManager, ID: id} }
+
+// ParameterKey is the key of a parameter's latest version, decrypted.
+func ParameterKey(name string) Key { return Key{Service: ParameterStore, ID: name, Decrypt: true} }
+
+// Plain reports whether the key asks for the default version (no selector),
+// the only kind the batch APIs can fetch.
+func (k Key) Plain() bool {
+	return k.VersionID == "" && k.VersionStage == "" && k.Selector == ""
+}
+
+// String renders the key for logs: the item's name and selector, never a value.
+func (k Key) String() string {
+	var b strings.Builder
+	b.WriteString(k.Service.String())
+	b.WriteByte(':')
+	b.WriteString(k.ID)
+	switch {
+	case k.VersionID != "":
+		b.WriteString("?versionId=" + k.VersionID)
+	case k.VersionStage != "":
+		b.WriteString("?versionStage=" + k.VersionStage)
+	case k.Selector != "":
+		b.WriteString(k.Selector)
+	}
+	return b.String()
+}
+
+// SecretsManagerReferencePrefix is the parameter name prefix through which SSM
+// serves Secrets Manager secrets.
+const SecretsManagerReferencePrefix = "/aws/reference/secretsmanager/"
+
+// SplitSelector splits "name:3" or "name:label" into the name and the
+// selector without its colon. Parameter names can't contain ':', but ARNs
+// can, before the name part.
+func SplitSelector(name string) (string, string) {
+	tail := name[strings.LastIndexByte(name, '/')+1:]
+	i := strings.LastIndexByte(tail, ':')
+	if i < 0 || strings.HasPrefix(name, "arn:") && !strings.Contains(name, "/") {
+		return name, ""
+	}
+	cut := len(name) - len(tail) + i
+	return name[:cut], name[cut+1:]
+}

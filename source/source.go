@@ -1,0 +1,365 @@
+package source
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+)
+
+// API batch limits.
+const (
+	secretsPerBatch    = 20 // BatchGetSecretValue SecretIdList
+	parametersPerBatch = 10 // GetParameters Names
+	parametersPerPage  = 10 // GetParametersByPath MaxResults
+)
+
+// SecretsManagerAPI is the part of the Secrets Manager client the source uses.
+type SecretsManagerAPI interface {
+	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	BatchGetSecretValue(context.Context, *secretsmanager.BatchGetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
+}
+
+// SSMAPI is the part of the SSM client the source uses.
+type SSMAPI interface {
+	GetParameter(context.Context, *ssm.GetParameterInput, ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	GetParameters(context.Context, *ssm.GetParametersInput, ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
+	GetParametersByPath(context.Context, *ssm.GetParametersByPathInput, ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
+}
+
+// Options configure a Source.
+type Options struct {
+	SecretsManager SecretsManagerAPI
+	SSM            SSMAPI
+	// MaxConcurrency bounds the AWS calls in flight at once, across services.
+	MaxConcurrency int
+	// Per-call timeouts; 0 means none beyond the caller's context.
+	SecretsTimeout, ParametersTimeout time.Duration
+	Logger                            *slog.Logger
+}
+
+// Deliver receives the outcome of one key: an item, or an error (*Error).
+type Deliver func(key Key, item *Item, err error)
+
+// Source fetches items from AWS, batching where the APIs allow. It is safe for
+// concurrent use.
+type Source struct {
+	sm      SecretsManagerAPI
+	ssm     SSMAPI
+	sem     chan struct{} // bounds concurrent AWS calls
+	smTO    time.Duration
+	ssmTO   time.Duration
+	log     *slog.Logger
+	noBatch atomic.Bool // set once BatchGetSecretValue has been refused
+}
+
+// New returns a Source.
+func New(o Options) *Source {
+	if o.MaxConcurrency < 1 {
+		o.MaxConcurrency = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Source{
+		sm: o.SecretsManager, ssm: o.SSM,
+		sem:  make(chan struct{}, o.MaxConcurrency),
+		smTO: o.SecretsTimeout, ssmTO: o.ParametersTimeout,
+		log: o.Logger,
+	}
+}
+
+// call runs one AWS call within the concurrency bound and the service's
+// per-call timeout.
+func (s *Source) call(ctx context.Context, svc Service, fn func(context.Context) error) error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.sem }()
+	to := s.smTO
+	if svc == ParameterStore {
+		to = s.ssmTO
+	}
+	if to > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, to)
+		defer cancel()
+	}
+	return fn(ctx)
+}
+
+// Fetch fetches keys, in batches where the APIs allow and in parallel up to
+// the concurrency bound, and calls deliver exactly once per key as soon as
+// that key's outcome is known. It returns when every key has been delivered.
+// deliver may be called from several goroutines at once.
+func (s *Source) Fetch(ctx context.Context, keys []Key, deliver Deliver) {
+	var secrets, params, decryptOff, singles []Key
+	for _, k := range keys {
+		switch {
+		case !k.Plain():
+			singles = append(singles, k)
+		case k.Service == SecretsManager:
+			secrets = append(secrets, k)
+		case strings.HasPrefix(k.ID, SecretsManagerReferencePrefix):
+			singles = append(singles, k) // SSM serves references one at a time
+		case k.Decrypt:
+			params = append(params, k)
+		default:
+			decryptOff = append(decryptOff, k)
+		}
+	}
+	var wg sync.WaitGroup
+	for chunk := range chunks(secrets, secretsPerBatch) {
+		wg.Go(func() { s.fetchSecretBatch(ctx, chunk, deliver) })
+	}
+	for _, group := range [][]Key{params, decryptOff} {
+		for chunk := range chunks(group, parametersPerBatch) {
+			wg.Go(func() { s.fetchParameterBatch(ctx, chunk, deliver) })
+		}
+	}
+	for _, k := range singles {
+		wg.Go(func() { s.fetchOne(ctx, k, deliver) })
+	}
+	wg.Wait()
+}
+
+// FetchOne fetches a single key with the single-item API.
+func (s *Source) FetchOne(ctx context.Context, key Key) (*Item, error) {
+	var (
+		item *Item
+		err  error
+	)
+	s.fetchOne(ctx, key, func(_ Key, it *Item, e error) { item, err = it, e })
+	return item, err
+}
+
+func (s *Source) fetchOne(ctx context.Context, key Key, deliver Deliver) {
+	if key.Service == SecretsManager {
+		s.getSecret(ctx, key, deliver)
+		return
+	}
+	name := key.ID + key.Selector
+	var out *ssm.GetParameterOutput
+	err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+		out, err = s.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(key.Decrypt)})
+		return err
+	})
+	if err == nil && out.Parameter == nil {
+		err = &Error{Class: ClassOther, Code: "MalformedResponse", Message: "GetParameter returned no parameter"}
+	}
+	if err != nil {
+		deliver(key, nil, classify(key, err))
+		return
+	}
+	deliver(key, parameterItem(key, out.Parameter), nil)
+}
+
+func (s *Source) getSecret(ctx context.Context, key Key, deliver Deliver) {
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(key.ID)}
+	if key.VersionID != "" {
+		in.VersionId = aws.String(key.VersionID)
+	}
+	if key.VersionStage != "" {
+		in.VersionStage = aws.String(key.VersionStage)
+	}
+	var out *secretsmanager.GetSecretValueOutput
+	err := s.call(ctx, SecretsManager, func(ctx context.Context) (err error) {
+		out, err = s.sm.GetSecretValue(ctx, in)
+		return err
+	})
+	if err != nil {
+		deliver(key, nil, classify(key, err))
+		return
+	}
+	deliver(key, secretItem(key, out.ARN, out.Name, out.VersionId, out.CreatedDate, out.SecretString, out.SecretBinary, out.VersionStages), nil)
+}
+
+// fetchSecretBatch fetches up to 20 current secret versions with one
+// BatchGetSecretValue. Ids the batch can't answer for (refused batch API, an
+// id the response doesn't name) go to GetSecretValue, concurrently.
+func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliver) {
+	if len(keys) == 1 || s.noBatch.Load() {
+		s.fetchEach(ctx, keys, deliver)
+		return
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	var out *secretsmanager.BatchGetSecretValueOutput
+	err := s.call(ctx, SecretsManager, func(ctx context.Context) (err error) {
+		out, err = s.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids})
+		return err
+	})
+	if err != nil {
+		if batchRefused(err) {
+			if !s.noBatch.Swap(true) {
+				s.log.Warn("BatchGetSecretValue refused; using GetSecretValue from now on", "error", classify(Key{Service: SecretsManager, ID: "batch"}, err).Code)
+			}
+			s.fetchEach(ctx, keys, deliver)
+			return
+		}
+		for _, k := range keys {
+			e := classify(k, err)
+			e.Batch = true
+			deliver(k, nil, e)
+		}
+		return
+	}
+	pending := make(map[string]Key, len(keys))
+	for _, k := range keys {
+		pending[k.ID] = k
+	}
+	take := func(names ...*string) (Key, bool) {
+		for _, n := range names {
+			if n == nil {
+				continue
+			}
+			if k, ok := pending[*n]; ok {
+				delete(pending, *n)
+				return k, true
+			}
+		}
+		return Key{}, false
+	}
+	for i := range out.SecretValues {
+		e := &out.SecretValues[i]
+		if k, ok := take(e.Name, e.ARN); ok {
+			deliver(k, secretEntryItem(k, e), nil)
+		}
+	}
+	for _, e := range out.Errors {
+		if k, ok := take(e.SecretId); ok {
+			deliver(k, nil, batchEntryError(k, e))
+		}
+	}
+	// A partial ARN, say, comes back under the full one: ask for it alone.
+	rest := make([]Key, 0, len(pending))
+	for _, k := range keys {
+		if _, ok := pending[k.ID]; ok {
+			rest = append(rest, k)
+		}
+	}
+	s.fetchEach(ctx, rest, deliver)
+}
+
+func batchEntryError(k Key, e smtypes.APIErrorType) *Error {
+	code, msg := aws.ToString(e.ErrorCode), aws.ToString(e.Message)
+	return &Error{Class: classifyCode(code), Code: code, Message: msg, Key: k}
+}
+
+// fetchEach fetches keys one by one, concurrently.
+func (s *Source) fetchEach(ctx context.Context, keys []Key, deliver Deliver) {
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() { s.fetchOne(ctx, k, deliver) })
+	}
+	wg.Wait()
+}
+
+// fetchParameterBatch fetches up to 10 parameters with one GetParameters.
+func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver Deliver) {
+	if len(keys) == 1 {
+		s.fetchOne(ctx, keys[0], deliver)
+		return
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.ID
+	}
+	var out *ssm.GetParametersOutput
+	err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+		out, err = s.ssm.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(keys[0].Decrypt)})
+		return err
+	})
+	if err != nil {
+		for _, k := range keys {
+			e := classify(k, err)
+			e.Batch = true
+			deliver(k, nil, e)
+		}
+		return
+	}
+	pending := make(map[string]Key, len(keys))
+	for _, k := range keys {
+		pending[k.ID] = k
+	}
+	for i := range out.Parameters {
+		p := &out.Parameters[i]
+		for _, n := range []*string{p.Name, p.ARN} {
+			if k, ok := pending[aws.ToString(n)]; ok {
+				delete(pending, k.ID)
+				deliver(k, parameterItem(k, p), nil)
+				break
+			}
+		}
+	}
+	for _, n := range out.InvalidParameters {
+		if k, ok := pending[n]; ok {
+			delete(pending, n)
+			deliver(k, nil, notFound(k, "ParameterNotFound", "parameter not found"))
+		}
+	}
+	rest := make([]Key, 0, len(pending))
+	for _, k := range keys {
+		if _, ok := pending[k.ID]; ok {
+			rest = append(rest, k)
+		}
+	}
+	s.fetchEach(ctx, rest, deliver)
+}
+
+// FetchPath fetches every parameter under prefix (directly, or recursively),
+// following pages, and delivers each as a plain decrypted parameter key. It
+// returns the number of parameters found, and the error that stopped it.
+func (s *Source) FetchPath(ctx context.Context, prefix string, recursive bool, deliver Deliver) (int, error) {
+	in := &ssm.GetParametersByPathInput{
+		Path:           aws.String(prefix),
+		Recursive:      aws.Bool(recursive),
+		WithDecryption: aws.Bool(true),
+		MaxResults:     aws.Int32(parametersPerPage),
+	}
+	n := 0
+	for {
+		var out *ssm.GetParametersByPathOutput
+		err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+			out, err = s.ssm.GetParametersByPath(ctx, in)
+			return err
+		})
+		if err != nil {
+			return n, classify(Key{Service: ParameterStore, ID: prefix}, err)
+		}
+		for i := range out.Parameters {
+			p := &out.Parameters[i]
+			k := ParameterKey(aws.ToString(p.Name))
+			deliver(k, parameterItem(k, p), nil)
+			n++
+		}
+		if aws.ToString(out.NextToken) == "" {
+			return n, nil
+		}
+		in.NextToken = out.NextToken
+	}
+}
+
+// chunks yields consecutive slices of at most n keys.
+func chunks(keys []Key, n int) func(func([]Key) bool) {
+	return func(yield func([]Key) bool) {
+		for len(keys) > 0 {
+			m := min(n, len(keys))
+			if !yield(keys[:m:m]) {
+				return
+			}
+			keys = keys[m:]
+		}
+	}
+}
