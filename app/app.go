@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -53,6 +54,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Ready, if set, is called once prefetch is done and the API is ready.
 	Ready func()
+	// Listener, if set, is served instead of binding 127.0.0.1 on the
+	// configured port (tests, which need a free port).
+	Listener net.Listener
 }
 
 // Run runs the extension until SHUTDOWN or ctx ends. It returns nil after a
@@ -90,7 +94,10 @@ func Run(ctx context.Context, o Options) error {
 
 	// Bind before prefetching: the runtime's Init may already call us, and
 	// a read of an item in flight waits for it rather than failing.
-	l, err := localserver.Listen(cfg.HTTPPort)
+	l, err := o.Listener, error(nil)
+	if l == nil {
+		l, err = localserver.Listen(cfg.HTTPPort)
+	}
 	if err != nil {
 		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is another extension, such as AWS's Parameters and Secrets layer, using the port? set %s): %w", cfg.HTTPPort, config.EnvHTTPPort, err))
 	}
