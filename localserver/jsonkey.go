@@ -3,6 +3,7 @@ package localserver
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 )
 
 // extractJSONKey returns the value of a top-level key of a JSON object: a
@@ -37,7 +38,8 @@ func extractJSONKey(doc []byte, key string) ([]byte, error) {
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
 		return nil, badRequest("ValueNotJSON", "the value is not a valid JSON object")
 	}
-	if _, err := dec.Token(); err == nil {
+	// Only the end may follow; a syntax error here is data after the object too.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, badRequest("ValueNotJSON", "the value has data after its JSON object")
 	}
 	if !seen {

@@ -3,6 +3,8 @@ package localserver
 import (
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
@@ -107,12 +109,24 @@ func checkName(param, v string) error {
 	if len(v) > maxIDLen {
 		return badRequest("InvalidParameterValue", param+" is longer than 2048 characters")
 	}
-	for i := 0; i < len(v); i++ {
-		if v[i] < 0x20 || v[i] == 0x7f {
-			return badRequest("InvalidParameterValue", param+" contains control characters")
-		}
+	if !printable(v) {
+		return badRequest("InvalidParameterValue", param+" contains control characters or is not UTF-8")
 	}
 	return nil
+}
+
+// printable reports whether s is UTF-8 without control characters (C0, DEL
+// and C1). No AWS name or version selector contains them, and a name is
+// logged and echoed in keys.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		} else if c >= utf8.RuneSelf {
+			return utf8.ValidString(s[i:]) && !strings.ContainsFunc(s[i:], unicode.IsControl)
+		}
+	}
+	return true
 }
 
 // common parses jsonKey and refreshNow, shared by both endpoints.
@@ -145,7 +159,7 @@ func parseSecretRequest(rawQuery string) (request, error) {
 		return request{}, badRequest("ConflictingParameters", "give versionId or versionStage, not both")
 	}
 	for _, p := range [...]struct{ name, v string }{{"versionId", r.key.VersionID}, {"versionStage", r.key.VersionStage}} {
-		if len(p.v) > 256 || strings.ContainsFunc(p.v, isControl) {
+		if len(p.v) > 256 || !printable(p.v) {
 			return request{}, badRequest("InvalidParameterValue", p.name+" must be at most 256 printable characters")
 		}
 	}
@@ -154,8 +168,6 @@ func parseSecretRequest(rawQuery string) (request, error) {
 	}
 	return r, q.common(&r)
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // parseParameterRequest parses /systemsmanager/parameters/get's query. A
 // selector may come in the name (name:3, name:label) or as version= / label=.
@@ -168,9 +180,14 @@ func parseParameterRequest(rawQuery string) (request, error) {
 	if err := checkName("name", name); err != nil {
 		return request{}, err
 	}
+	full := name
 	name, sel := source.SplitSelector(name)
 	if name == "" {
 		return request{}, badRequest("InvalidParameterValue", "name has a selector but no name")
+	}
+	if sel == "" && name != full {
+		// "name:" would otherwise read name's latest version.
+		return request{}, badRequest("InvalidParameterValue", "name ends in ':' without a version or label")
 	}
 	version, hasVersion := q["version"]
 	label, hasLabel := q["label"]
@@ -195,7 +212,7 @@ func parseParameterRequest(rawQuery string) (request, error) {
 		sel = version
 	case hasLabel:
 		if !isLabel(label) {
-			return request{}, badRequest("InvalidParameterValue", "label must be 1 to 100 letters, digits, '.', '-' or '_'")
+			return request{}, badRequest("InvalidParameterValue", "label must be 1 to 100 letters, digits, '.', '-' or '_', not beginning with a digit")
 		}
 		sel = label
 	}
@@ -228,8 +245,12 @@ func isVersion(s string) bool {
 	return true
 }
 
+// isLabel reports whether s is a parameter label (or, in the
+// /aws/reference/secretsmanager/ form, a version stage). SSM labels can't
+// begin with a digit, which keeps "name:0" and "label=3" from passing as
+// versions SSM would then read as ":0" or ":3".
 func isLabel(s string) bool {
-	if s == "" || len(s) > 100 {
+	if s == "" || len(s) > 100 || s[0] >= '0' && s[0] <= '9' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

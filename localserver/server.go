@@ -162,7 +162,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	}
 	xcache := res.Status.String()
 	h.Set("X-Cache", xcache)
-	h.Set("Age", strconv.FormatInt(int64(res.Age/time.Second), 10))
+	h.Set("Age", strconv.FormatInt(int64(max(res.Age, 0)/time.Second), 10)) // never negative (RFC 9111)
 	body := res.Item.Body
 	if req.hasJSONKey {
 		if body, err = extractJSONKey(res.Item.Text, req.jsonKey); err != nil {

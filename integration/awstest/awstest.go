@@ -1,0 +1,212 @@
+// Package awstest is a test-only AWS for the integration and end-to-end tests:
+// the kumo emulator (github.com/sivchari/kumo, a real implementation of the
+// Secrets Manager and SSM JSON wire protocol) behind a small front, an
+// http.Handler that reverse-proxies to kumo and adds what kumo lacks and the
+// extension's tests need:
+//
+//   - BatchGetSecretValue, built from kumo's GetSecretValue;
+//   - parameter version history, LabelParameterVersion and the name:N /
+//     name:label selectors (kumo keeps only the latest version);
+//   - /aws/reference/secretsmanager/<secret-id> parameter names;
+//   - ciphertext for a SecureString read without WithDecryption;
+//   - call counting, fault injection and SigV4 verification.
+//
+// The extension under test talks to it with the real AWS SDK v2 clients:
+// both services share one endpoint (URL) and the front routes on X-Amz-Target.
+//
+// kumo keeps its data in process-wide storage, shared by every kumo server in
+// the process. So that each AWS is a world of its own (tests may run in
+// parallel and reuse names), the front stores every secret and parameter under
+// a namespace private to its AWS, and takes the namespace off again in every
+// answer; clients never see it. (The data stays in that storage after Close;
+// a test process is short.) Hence the front serves only operations whose
+// names it knows how to move: Secrets Manager CreateSecret, GetSecretValue,
+// BatchGetSecretValue, PutSecretValue, UpdateSecret, DescribeSecret,
+// DeleteSecret; SSM PutParameter, GetParameter, GetParameters,
+// GetParametersByPath, LabelParameterVersion, DeleteParameter(s). Any other
+// answers UnknownOperationException.
+//
+// What neither kumo nor the front models: one version per staging label
+// (after two updates of a secret kumo has two AWSPREVIOUS versions, so a test
+// that reads AWSPREVIOUS should update a secret only once), parameter
+// policies, tags, and listing (ListSecrets, DescribeParameters).
+package awstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/sivchari/kumo"
+)
+
+const (
+	region = "us-east-1"
+	// accountID is the account kumo puts in every ARN.
+	accountID = "000000000000"
+
+	// The fixed test credentials. Only the secret key matters to the front:
+	// it recomputes each request's signature with it.
+	testAccessKeyID     = "AKIAAWSTESTEXAMPLE01"
+	testSecretAccessKey = "awstest/secret/access/key/for/tests/only"
+	testSessionToken    = "awstest-session-token"
+
+	// seedAccessKeyID signs the seeding helpers' calls, so that the front
+	// can leave them out of Calls and faults.
+	seedAccessKeyID     = "AKIAAWSTESTSEEDING01"
+	seedSecretAccessKey = "awstest/seeding/secret/key"
+)
+
+// kumoStartMu serializes kumo.NewServer: every kumo server wires the same
+// process-wide service instances together, which races when two servers
+// start at once. It is the package's only shared state, for that reason.
+var kumoStartMu sync.Mutex
+
+// AWS is one test AWS: a kumo server and the front before it. Its methods are
+// safe for concurrent use.
+type AWS struct {
+	// URL is the front's base URL (http://127.0.0.1:port): the endpoint for
+	// both Secrets Manager and SSM.
+	URL string
+	// Credentials are the static test credentials the front accepts.
+	Credentials aws.Credentials
+
+	kumo    *kumo.Server
+	front   *httptest.Server
+	kumoURL string
+	http    *http.Client // to kumo
+	ns      string       // this AWS's namespace inside kumo's shared storage
+
+	closing   chan struct{} // closed by Close: releases held requests
+	closeOnce sync.Once
+
+	seedSM  *secretsmanager.Client // the seeding helpers' clients
+	seedSSM *ssm.Client
+
+	mu       sync.Mutex // protects the fields below
+	verify   bool       // SigV4 verification on
+	calls    map[string]int
+	items    map[string]int
+	faults   []*fault
+	params   map[string][]*paramVersion // version history by parameter name, oldest first
+	faultSeq int
+}
+
+// Start starts an AWS for a test and closes it when the test ends.
+func Start(t testing.TB) *AWS {
+	t.Helper()
+	a, err := New()
+	if err != nil {
+		t.Fatalf("awstest: %v", err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// New starts an AWS on 127.0.0.1 (kumo and the front, each on a free port).
+// The caller must Close it. Start is the form for tests.
+func New() (*AWS, error) {
+	ns := make([]byte, 8)
+	if _, err := rand.Read(ns); err != nil {
+		return nil, fmt.Errorf("namespace: %w", err)
+	}
+	kumoStartMu.Lock()
+	k := kumo.NewServer()
+	kumoStartMu.Unlock()
+
+	a := &AWS{
+		Credentials: aws.Credentials{
+			AccessKeyID:     testAccessKeyID,
+			SecretAccessKey: testSecretAccessKey,
+			SessionToken:    testSessionToken,
+			Source:          "awstest",
+		},
+		kumo:    k,
+		kumoURL: k.URL,
+		http:    &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		ns:      "awstest-" + hex.EncodeToString(ns),
+		closing: make(chan struct{}),
+		verify:  true,
+		calls:   map[string]int{},
+		items:   map[string]int{},
+		params:  map[string][]*paramVersion{},
+	}
+	a.front = httptest.NewServer(a)
+	a.URL = a.front.URL
+
+	seed := a.config(aws.Credentials{AccessKeyID: seedAccessKeyID, SecretAccessKey: seedSecretAccessKey, Source: "awstest"})
+	a.seedSM = secretsmanager.NewFromConfig(seed)
+	a.seedSSM = ssm.NewFromConfig(seed)
+	return a, nil
+}
+
+// Close stops the front and kumo. Requests the front is holding (latency,
+// black hole) are released first, so Close does not wait for clients to
+// give up. Close may be called more than once.
+func (a *AWS) Close() {
+	a.closeOnce.Do(func() {
+		close(a.closing)
+		a.front.Close()
+		a.kumo.Close()
+		a.http.CloseIdleConnections()
+	})
+}
+
+// Region is the region the front expects in signatures and kumo puts in ARNs.
+func (a *AWS) Region() string { return region }
+
+// Config returns an aws.Config for this AWS: the test credentials, Region and
+// BaseEndpoint = URL, which the Secrets Manager and SSM clients both use.
+// It is built by hand rather than by config.LoadDefaultConfig so that nothing
+// from the environment (profiles, AWS_ENDPOINT_URL_*) can point a test
+// elsewhere; ctx is accepted for that function's call shape and not used.
+func (a *AWS) Config(_ context.Context) aws.Config {
+	return a.config(a.Credentials)
+}
+
+func (a *AWS) config(creds aws.Credentials) aws.Config {
+	return aws.Config{
+		Region:       region,
+		Credentials:  credentials.StaticCredentialsProvider{Value: creds},
+		BaseEndpoint: aws.String(a.URL),
+	}
+}
+
+// SecretsManagerClient returns a Secrets Manager client for this AWS.
+func (a *AWS) SecretsManagerClient(optFns ...func(*secretsmanager.Options)) *secretsmanager.Client {
+	return secretsmanager.NewFromConfig(a.Config(context.Background()), optFns...)
+}
+
+// SSMClient returns an SSM client for this AWS.
+func (a *AWS) SSMClient(optFns ...func(*ssm.Options)) *ssm.Client {
+	return ssm.NewFromConfig(a.Config(context.Background()), optFns...)
+}
+
+// Env returns the environment (KEY=value) that points an SDK-using child
+// process, such as the extension, at this AWS.
+func (a *AWS) Env() []string {
+	return []string{
+		"AWS_REGION=" + region,
+		"AWS_ACCESS_KEY_ID=" + a.Credentials.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + a.Credentials.SecretAccessKey,
+		"AWS_SESSION_TOKEN=" + a.Credentials.SessionToken,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + a.URL,
+		"AWS_ENDPOINT_URL_SSM=" + a.URL,
+	}
+}
+
+// VerifySignatures turns SigV4 verification on (the default) or off.
+func (a *AWS) VerifySignatures(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.verify = on
+}
