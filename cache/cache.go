@@ -114,10 +114,11 @@ type entry struct {
 // call is one in-flight fetch of an entry; done is closed when it finished,
 // after which item and err are set and immutable.
 type call struct {
-	done  chan struct{}
-	batch bool // part of a batch: a failure may not be this key's own
-	item  *source.Item
-	err   *source.Error
+	e       *entry
+	done    chan struct{}
+	refresh bool // started by RefreshDue: a whole-batch failure backs off too
+	item    *source.Item
+	err     *source.Error
 }
 
 type pathFetch struct {
@@ -206,10 +207,11 @@ func (c *Cache) fresh(e *entry, now time.Time) bool {
 	return e.item != nil && now.Before(e.fetched.Add(c.ttl(e.key.Service)))
 }
 
-// usableStale reports whether e's value may stand in when fetching fails.
-// Requires mu.
-func (c *Cache) usableStale(e *entry, now time.Time) bool {
-	if e.item == nil || (e.err != nil && e.err.Class == source.ClassNotFound) {
+// usableStale reports whether e's value may stand in when fetching it failed
+// with err: only for failures a later attempt may cure (not when the item is
+// gone or access to it was revoked). Requires mu.
+func (c *Cache) usableStale(e *entry, err *source.Error, now time.Time) bool {
+	if e.item == nil || (err != nil && !err.Class.Temporary()) {
 		return false
 	}
 	return now.Before(e.fetched.Add(c.ttl(e.key.Service) + c.opts.StaleIfError))
@@ -224,7 +226,7 @@ func (c *Cache) result(e *entry, st Status, now time.Time) Result {
 // refreshNow skips a fresh value. ctx bounds the wait; the fetch itself goes
 // on for the other readers.
 func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Result, error) {
-	retried := false
+	retried, aliasJoined := false, false
 	for {
 		now := c.opts.Now()
 		c.mu.Lock()
@@ -237,16 +239,30 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			c.hits.Add(1)
 			return r, nil
 		}
+		if dc := c.aliasCall(key, now); dc != nil && !aliasJoined && !refreshNow {
+			// The decrypted twin is being fetched (a prefetch, say): its
+			// body serves this read too unless it is a SecureString.
+			aliasJoined = true
+			c.mu.Unlock()
+			if err := c.wait(ctx, dc.done, key.Service); err != nil {
+				c.errs.Add(1)
+				return Result{}, c.timeoutErr(key)
+			}
+			if dc.err == nil && !dc.item.Secure {
+				c.misses.Add(1)
+				return Result{Item: dc.item, Status: Miss}, nil
+			}
+			continue
+		}
 		e := c.m[key]
 		if e == nil {
 			if p := c.pendingPath(key); p != nil {
 				c.mu.Unlock()
-				select {
-				case <-p.done:
-					continue // the path prefetch may have brought it
-				case <-ctx.Done():
+				if err := c.wait(ctx, p.done, key.Service); err != nil {
+					c.errs.Add(1)
 					return Result{}, c.timeoutErr(key)
 				}
+				continue // the path prefetch may have brought it
 			}
 			if !c.opts.Lazy && !c.opts.Listed(key) {
 				c.mu.Unlock()
@@ -265,18 +281,19 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			return r, nil
 		case cl != nil:
 			// join the fetch in flight
-		case now.Before(e.retryAt) && !refreshNow:
-			// Backing off after a failure: don't call AWS again yet.
+		case now.Before(e.retryAt) && !refreshNow && !retried:
+			// Backing off after a failure: don't call AWS again yet. (A
+			// read whose batch failed as a whole still fetches its key once.)
 			r, err := c.failed(e, e.err, now)
 			c.mu.Unlock()
 			return r, err
 		default:
 			cl = c.start(e, false)
-			go c.fetchOne(e, cl)
+			go c.fetchOne(cl)
 		}
 		c.mu.Unlock()
 
-		if err := c.wait(ctx, cl, key.Service); err != nil {
+		if err := c.wait(ctx, cl.done, key.Service); err != nil {
 			c.mu.Lock()
 			r, err := c.failed(e, c.timeoutErr(key), c.opts.Now())
 			c.mu.Unlock()
@@ -286,7 +303,7 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			c.misses.Add(1)
 			return Result{Item: cl.item, Status: Miss}, nil
 		}
-		if cl.batch && cl.err.Class.Temporary() && !retried {
+		if cl.err.Batch && cl.err.Class.Temporary() && !retried {
 			// The batch this key rode in failed as a whole: try it alone.
 			retried = true
 			continue
@@ -298,12 +315,13 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 	}
 }
 
-// wait waits for cl, bounded by ctx and by the service's fetch timeout.
-func (c *Cache) wait(ctx context.Context, cl *call, svc source.Service) error {
+// wait waits for done to close, bounded by ctx and by the service's fetch
+// timeout.
+func (c *Cache) wait(ctx context.Context, done <-chan struct{}, svc source.Service) error {
 	t := time.NewTimer(c.fetchTimeout(svc))
 	defer t.Stop()
 	select {
-	case <-cl.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -315,7 +333,7 @@ func (c *Cache) wait(ctx context.Context, cl *call, svc source.Service) error {
 // failed answers a read whose fetch failed: the stale value within the
 // bound, else the error. Requires mu.
 func (c *Cache) failed(e *entry, err *source.Error, now time.Time) (Result, error) {
-	if c.usableStale(e, now) {
+	if c.usableStale(e, err, now) {
 		c.stale.Add(1)
 		return c.result(e, Stale, now), nil
 	}
@@ -347,6 +365,25 @@ func (c *Cache) plaintextAlias(key source.Key, now time.Time) (Result, bool) {
 	return c.result(e, Hit, now), true
 }
 
+// aliasCall returns the fetch in flight of the decrypted twin of key, a
+// parameter read without decryption, when key's own entry can't answer and
+// the twin isn't known to be a SecureString. Requires mu.
+func (c *Cache) aliasCall(key source.Key, now time.Time) *call {
+	if key.Service != source.ParameterStore || key.Decrypt {
+		return nil
+	}
+	if e := c.m[key]; e != nil && (e.call != nil || c.fresh(e, now)) {
+		return nil
+	}
+	dk := key
+	dk.Decrypt = true
+	d := c.m[dk]
+	if d == nil || d.call == nil || d.item != nil && d.item.Secure {
+		return nil
+	}
+	return d.call
+}
+
 // pendingPath returns the path prefetch in flight that may bring key, if any.
 // Requires mu.
 func (c *Cache) pendingPath(key source.Key) *pathFetch {
@@ -362,18 +399,20 @@ func (c *Cache) pendingPath(key source.Key) *pathFetch {
 }
 
 // insert adds an empty entry for key, evicting the least recently read idle
-// entry when the cache is full. Requires mu.
+// entries while the cache is full (entries with a fetch in flight stay, and
+// may have pushed it past Size). Requires mu.
 func (c *Cache) insert(key source.Key, now time.Time) *entry {
-	if len(c.m) >= c.opts.Size {
+	for len(c.m) >= c.opts.Size {
 		var victim *entry
 		for _, e := range c.m {
 			if e.call == nil && (victim == nil || e.used.Before(victim.used)) {
 				victim = e
 			}
 		}
-		if victim != nil {
-			delete(c.m, victim.key)
+		if victim == nil {
+			break
 		}
+		delete(c.m, victim.key)
 	}
 	e := &entry{key: key, used: now}
 	c.m[key] = e
@@ -381,30 +420,38 @@ func (c *Cache) insert(key source.Key, now time.Time) *entry {
 }
 
 // start marks a fetch of e in flight. Requires mu.
-func (c *Cache) start(e *entry, batch bool) *call {
-	cl := &call{done: make(chan struct{}), batch: batch}
+func (c *Cache) start(e *entry, refresh bool) *call {
+	cl := &call{e: e, done: make(chan struct{}), refresh: refresh}
 	e.call = cl
 	return cl
 }
 
 // fetchOne runs a read-started fetch with its own timeout, so the first
 // reader giving up does not fail the others.
-func (c *Cache) fetchOne(e *entry, cl *call) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout(e.key.Service))
+func (c *Cache) fetchOne(cl *call) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout(cl.e.key.Service))
 	defer cancel()
-	item, err := c.opts.Fetcher.FetchOne(ctx, e.key)
-	c.finish(e, cl, item, err)
+	item, err := c.opts.Fetcher.FetchOne(ctx, cl.e.key)
+	c.finish(cl, item, err)
 }
 
-// finish records the outcome of cl, wakes its waiters and returns the error
-// as a *source.Error.
-func (c *Cache) finish(e *entry, cl *call, item *source.Item, err error) *source.Error {
+// finish records the outcome of cl on its entry, wakes its waiters and
+// returns the error as a *source.Error.
+func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
+	e := cl.e
 	var serr *source.Error
 	if err != nil && !errors.As(err, &serr) {
 		serr = &source.Error{Class: source.ClassOther, Code: "UpstreamError", Message: "fetch failed", Key: e.key, Err: err}
 	}
 	now := c.opts.Now()
 	c.mu.Lock()
+	if c.closed && serr == nil {
+		// Wipe ran while this was in flight: don't keep a value it can't reach.
+		if item != nil {
+			item.Wipe()
+		}
+		item, serr = nil, &source.Error{Class: source.ClassOther, Code: "Closed", Message: ErrClosed.Error(), Key: e.key, Err: ErrClosed}
+	}
 	if serr == nil {
 		c.store(e, item, now)
 	} else {
@@ -413,7 +460,10 @@ func (c *Cache) finish(e *entry, cl *call, item *source.Item, err error) *source
 		if serr.Class == source.ClassNotFound {
 			e.item = nil // deleted upstream: stop serving it
 		}
-		if !serr.Batch {
+		// A whole-batch failure is not the key's own, so a read may try the
+		// key alone at once; but a refresh backs off all the same, so an
+		// outage does not turn every INVOKE into a burst of calls.
+		if !serr.Batch || cl.refresh {
 			e.retryAt = now.Add(c.backoff(e.failures))
 		}
 	}

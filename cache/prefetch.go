@@ -36,6 +36,7 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 		PathErrs: map[Path]error{},
 	}
 	calls := make(map[source.Key]*call, len(keys))
+	joined := map[source.Key]*call{} // fetches a read started before us
 	todo := make([]source.Key, 0, len(keys))
 	pfs := make([]*pathFetch, len(paths))
 
@@ -49,10 +50,14 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 		if e == nil {
 			e = c.insert(k, start)
 		}
-		if e.call != nil || calls[k] != nil {
+		if calls[k] != nil || joined[k] != nil {
 			continue
 		}
-		calls[k] = c.start(e, true)
+		if e.call != nil {
+			joined[k] = e.call
+			continue
+		}
+		calls[k] = c.start(e, false)
 		todo = append(todo, k)
 	}
 	for i, p := range paths {
@@ -67,7 +72,11 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 	)
 	wg.Go(func() {
 		c.opts.Fetcher.Fetch(ctx, todo, func(k source.Key, item *source.Item, err error) {
-			serr := c.finishKey(k, calls[k], item, notOwnFault(ctx, err))
+			cl := calls[k]
+			if cl == nil {
+				return // not asked for: a stray delivery
+			}
+			serr := c.finish(cl, item, notOwnFault(ctx, err))
 			mu.Lock()
 			defer mu.Unlock()
 			if serr != nil {
@@ -96,21 +105,20 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 		})
 	}
 	wg.Wait()
+	for k, cl := range joined {
+		select {
+		case <-cl.done:
+			if cl.err != nil {
+				rep.Failed[k] = cl.err
+			} else {
+				rep.Fetched++
+			}
+		case <-ctx.Done():
+			rep.Failed[k] = c.timeoutErr(k)
+		}
+	}
 	rep.Duration = c.opts.Now().Sub(start)
 	return rep
-}
-
-// finishKey completes the call of key, which the caller started on its entry.
-func (c *Cache) finishKey(k source.Key, cl *call, item *source.Item, err error) *source.Error {
-	c.mu.Lock()
-	e := c.m[k]
-	c.mu.Unlock()
-	if e == nil || cl == nil {
-		// Evicted while in flight cannot happen (entries with a call are
-		// never evicted), but a stray delivery must not wedge anything.
-		return nil
-	}
-	return c.finish(e, cl, item, err)
 }
 
 // storePathItem stores a parameter found under a prefetched path.
@@ -119,6 +127,9 @@ func (c *Cache) storePathItem(k source.Key, item *source.Item) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
+		if item != nil {
+			item.Wipe()
+		}
 		return
 	}
 	e := c.m[k]
@@ -177,16 +188,11 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 	}
 	var mu sync.Mutex // protects rep
 	c.opts.Fetcher.Fetch(ctx, keys, func(k source.Key, item *source.Item, err error) {
-		serr := c.finishKey(k, calls[k], item, notOwnFault(ctx, err))
-		if serr != nil && serr.Batch {
-			// A whole-batch failure during refresh still backs off, so an
-			// outage does not turn every INVOKE into a burst of calls.
-			c.mu.Lock()
-			if e := c.m[k]; e != nil && e.call == nil {
-				e.retryAt = c.opts.Now().Add(c.backoff(e.failures))
-			}
-			c.mu.Unlock()
+		cl := calls[k]
+		if cl == nil {
+			return // not asked for: a stray delivery
 		}
+		serr := c.finish(cl, item, notOwnFault(ctx, err))
 		mu.Lock()
 		defer mu.Unlock()
 		if serr != nil {
@@ -210,6 +216,7 @@ func (c *Cache) Wipe() {
 	for k, e := range c.m {
 		if e.item != nil {
 			e.item.Wipe()
+			e.item = nil // a reader still holding e must not serve the zeros
 		}
 		delete(c.m, k)
 	}
