@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -27,6 +28,7 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/lifecycle"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
+	"github.com/secrets-prefetch/secrets-prefetch/zerocode"
 )
 
 // Error types of ours, beside lifecycle's, for failures Lambda should show.
@@ -57,6 +59,8 @@ type Options struct {
 	// Listener, if set, is served instead of binding 127.0.0.1 on the
 	// configured port (tests, which need a free port).
 	Listener net.Listener
+	// Now, if set, is the cache's clock (tests, which must not wait out TTLs).
+	Now func() time.Time
 }
 
 // Run runs the extension until SHUTDOWN or ctx ends. It returns nil after a
@@ -90,7 +94,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return initError(ctx, lc, log, errorTypeInitFailed, fmt.Errorf("loading AWS configuration: %w", err))
 	}
-	e := newExtension(cfg, awsCfg, log)
+	e := newExtension(cfg, awsCfg, log, o.Now)
 
 	// Bind before prefetching: the runtime's Init may already call us, and
 	// a read of an item in flight waits for it rather than failing.
@@ -129,10 +133,11 @@ type extension struct {
 	log    *slog.Logger
 	cache  *cache.Cache
 	server *localserver.Server
+	files  *zerocode.Files // SECRETS_PREFETCH_FILES
 	ready  atomic.Bool
 }
 
-func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger) *extension {
+func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
 	src := source.New(source.Options{
 		SecretsManager:    secretsmanager.NewFromConfig(awsCfg),
 		SSM:               ssm.NewFromConfig(awsCfg),
@@ -141,11 +146,11 @@ func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger) *exten
 		ParametersTimeout: cfg.ParamsTimeout,
 		Logger:            log,
 	})
-	return assemble(cfg, src, log)
+	return assemble(cfg, src, log, now)
 }
 
 // assemble builds the cache and server around a fetcher.
-func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger) *extension {
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time) *extension {
 	e := &extension{cfg: cfg, log: log}
 	secretsTTL, paramsTTL := cfg.SecretsTTL, cfg.ParametersTTL
 	if !cfg.CacheEnabled {
@@ -163,6 +168,7 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger) *extension {
 		SecretsTimeout:    cfg.SecretsTimeout,
 		ParametersTimeout: cfg.ParamsTimeout,
 		Logger:            log,
+		Now:               now,
 	})
 	e.server = localserver.New(localserver.Options{
 		Cache:  e.cache,
@@ -170,6 +176,7 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger) *extension {
 		Ready:  e.ready.Load,
 		Logger: log,
 	})
+	e.files = zerocode.NewFiles(zerocode.FilesOptions{Entries: cfg.FileMapping, Source: e.cache, Logger: log})
 	return e
 }
 
@@ -185,6 +192,13 @@ func listed(cfg config.Config) func(source.Key) bool {
 		params[parameterKey(p).ID] = true
 	}
 	paths := slices.Clone(cfg.ParameterPaths)
+	for _, k := range zerocode.Keys(cfg.EnvMapping, cfg.FileMapping) {
+		if k.Service == source.SecretsManager {
+			secrets[k.ID] = true
+		} else {
+			params[k.ID] = true
+		}
+	}
 	return func(k source.Key) bool {
 		if k.Service == source.SecretsManager {
 			return secrets[k.ID]
@@ -226,13 +240,16 @@ func (e *extension) prefetch(ctx context.Context) error {
 	for i, p := range e.cfg.ParameterPaths {
 		paths[i] = cache.Path{Prefix: p.Prefix, Recursive: p.Recursive}
 	}
-	if len(keys) == 0 && len(paths) == 0 {
+	// The zero-code mappings' items are prefetched too; their failures are
+	// the mappings' to report, per entry ("?" marks an optional one).
+	mapped := zerocode.Keys(e.cfg.EnvMapping, e.cfg.FileMapping)
+	if len(keys) == 0 && len(paths) == 0 && len(mapped) == 0 {
 		e.log.Info("nothing to prefetch", "hint", "set "+config.EnvSecrets+" or "+config.EnvParameters)
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.InitTimeout)
 	defer cancel()
-	rep := e.cache.Prefetch(pctx, keys, paths)
+	rep := e.cache.Prefetch(pctx, slices.Concat(keys, mapped), paths)
 
 	var problems []string
 	for _, k := range keys {
@@ -258,7 +275,8 @@ func (e *extension) prefetch(ctx context.Context) error {
 	if len(problems) > 0 && e.cfg.Required {
 		return fmt.Errorf("required items could not be fetched (%s=true): %s", config.EnvRequired, strings.Join(problems, ", "))
 	}
-	return nil
+	// Before /ping says ready: a required file that can't be written fails Init.
+	return e.files.Write(ctx)
 }
 
 func pathString(p cache.Path) string {
@@ -343,12 +361,20 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 	if rep.Failed > 0 {
 		e.log.Warn("refresh failed for some items; serving cached values within the stale bound", "failed", rep.Failed)
 	}
+	if rep.Due > 0 {
+		// Rewrites the files whose values changed; a failure is logged and
+		// the file keeps its last value.
+		e.files.Write(rctx)
+	}
 }
 
 // stop drains the server within ctx, then wipes the cached values.
 func (e *extension) stop(ctx context.Context) {
 	if err := e.server.Shutdown(ctx); err != nil {
 		e.log.Warn("server shutdown cut short", "error", err)
+	}
+	if err := e.files.Remove(); err != nil {
+		e.log.Warn("removing files failed", "variable", config.EnvFileMapping, "error", err)
 	}
 	e.cache.Wipe()
 }
@@ -360,7 +386,15 @@ func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
 		t.MaxConnsPerHost = cfg.MaxConnections
 		t.MaxIdleConnsPerHost = cfg.MaxConnections
 	})
-	return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(hc))
+	// Retries back off with jitter, but briefly: a function is waiting, and a
+	// stale value (or the next INVOKE) beats a long wait.
+	retryer := func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 3
+			o.MaxBackoff = time.Second
+		})
+	}
+	return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(hc), awsconfig.WithRetryer(retryer))
 }
 
 // newLogger logs to w per the configuration; with an invalid configuration

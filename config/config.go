@@ -2,7 +2,11 @@
 // validated Config. Parsing is pure: FromEnv reads only through getenv.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
+)
 
 // Environment variable names. The PARAMETERS_SECRETS_EXTENSION_* and
 // *_TTL / *_TIMEOUT_MILLIS names are those of AWS's Parameters and Secrets
@@ -25,6 +29,8 @@ const (
 	EnvRefreshAhead = "SECRETS_PREFETCH_REFRESH_AHEAD"
 	EnvStaleIfError = "SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS"
 	EnvLazy         = "SECRETS_PREFETCH_LAZY"
+	EnvEnvMapping   = "SECRETS_PREFETCH_ENV"   // zero-code: environment variables the exec wrapper sets
+	EnvFileMapping  = "SECRETS_PREFETCH_FILES" // zero-code: files the extension keeps under /tmp
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -90,6 +96,11 @@ type Config struct {
 	RefreshAhead   float64       // 0 < f <= 1, default 0.8
 	StaleIfError   time.Duration // 0..86400 s, default 300 s
 	Lazy           bool          // default true
+
+	// The zero-code mappings (package mapping's syntax); their items are
+	// prefetched like listed ones.
+	EnvMapping  []mapping.Entry // SECRETS_PREFETCH_ENV: variables the exec wrapper sets
+	FileMapping []mapping.Entry // SECRETS_PREFETCH_FILES: files under /tmp
 
 	Token string // AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN; required
 }

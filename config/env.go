@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
 
 // Limits on list elements. AWS caps secret and parameter names (ARNs
@@ -122,6 +124,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.RefreshAhead = p.fraction(EnvRefreshAhead, d.RefreshAhead)
 	c.StaleIfError = p.seconds(EnvStaleIfError, 0, 86400, d.StaleIfError)
 	c.Lazy = p.boolean(EnvLazy, d.Lazy)
+	c.EnvMapping = p.mapping(EnvEnvMapping, mapping.EnvVar)
+	c.FileMapping = p.mapping(EnvFileMapping, mapping.File)
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	c.Token = p.token()
 	if len(p.errs) > 0 {
@@ -390,4 +394,18 @@ func parsePath(elem string) (path Path, isPath bool, want string) {
 		return Path{}, false, `a path pattern without empty segments ("//"), e.g. "/app/*"`
 	}
 	return Path{Prefix: prefix, Recursive: recursive}, true, ""
+}
+
+// mapping parses a zero-code mapping; each bad entry is a *VarError naming
+// it by position and text.
+func (p *parser) mapping(name string, target mapping.Target) []mapping.Entry {
+	_, v, ok := p.lookup(name)
+	if !ok {
+		return nil
+	}
+	entries, errs := mapping.Parse(target, v)
+	for _, e := range errs {
+		p.fail(name, e.Text, e.Index, e.Want)
+	}
+	return entries
 }

@@ -335,6 +335,7 @@ var allVars = []string{
 	EnvHTTPPort, EnvCacheEnabled, EnvCacheSize, EnvMaxConnections, EnvLogLevel, EnvSecretsTTL,
 	EnvParametersTTL, EnvSecretsTimeout, EnvParamsTimeout, EnvSecrets, EnvParameters, EnvRequired,
 	EnvInitTimeout, EnvRefreshAhead, EnvStaleIfError, EnvLazy, EnvSessionToken, EnvContainerToken, EnvLogFormat,
+	EnvEnvMapping, EnvFileMapping,
 }
 
 func TestLists(t *testing.T) {

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"log/slog"
+
+	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
 
 // Config carries the token callers authenticate with, so every way of
@@ -55,8 +57,19 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("refresh_ahead", r.RefreshAhead),
 		slog.Duration("stale_if_error", r.StaleIfError),
 		slog.Bool("lazy", r.Lazy),
+		slog.Any("env_mapping", entryTexts(r.EnvMapping)),
+		slog.Any("file_mapping", entryTexts(r.FileMapping)),
 		slog.String("token", r.Token),
 	)
+}
+
+// entryTexts renders mapping entries as written: names, never values.
+func entryTexts(entries []mapping.Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.String()
+	}
+	return out
 }
 
 // String renders the path as it is written in SECRETS_PREFETCH_PARAMETERS,

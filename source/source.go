@@ -219,26 +219,32 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 	for _, k := range keys {
 		pending[k.ID] = k
 	}
-	take := func(names ...*string) (Key, bool) {
-		for _, n := range names {
-			if n == nil {
-				continue
-			}
-			if k, ok := pending[*n]; ok {
-				delete(pending, *n)
-				return k, true
-			}
+	take := func(id string) (Key, bool) {
+		k, ok := pending[id]
+		if ok && id != "" {
+			delete(pending, id)
+			return k, true
 		}
 		return Key{}, false
 	}
 	for i := range out.SecretValues {
 		e := &out.SecretValues[i]
-		if k, ok := take(e.Name, e.ARN); ok {
+		// The ARN first: names are only unique within an account, and an
+		// entry asked for by another account's ARN carries a name that may
+		// also be asked for here. For the same reason an entry completing a
+		// partial ARN of this batch is not matched by name: both keys are
+		// then asked for alone.
+		arn := aws.ToString(e.ARN)
+		k, ok := take(arn)
+		if !ok && !completesPartialARN(keys, arn) {
+			k, ok = take(aws.ToString(e.Name))
+		}
+		if ok {
 			deliver(k, secretEntryItem(k, e), nil)
 		}
 	}
 	for _, e := range out.Errors {
-		if k, ok := take(e.SecretId); ok {
+		if k, ok := take(aws.ToString(e.SecretId)); ok {
 			deliver(k, nil, batchEntryError(k, e))
 		}
 	}
@@ -250,6 +256,17 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 		}
 	}
 	s.fetchEach(ctx, rest, deliver)
+}
+
+// completesPartialARN reports whether arn is the full ARN of a secret asked
+// for by a partial ARN (one without the "-" and six random characters) in keys.
+func completesPartialARN(keys []Key, arn string) bool {
+	for _, k := range keys {
+		if strings.HasPrefix(k.ID, "arn:") && len(arn) == len(k.ID)+7 && strings.HasPrefix(arn, k.ID+"-") {
+			return true
+		}
+	}
+	return false
 }
 
 func batchEntryError(k Key, e smtypes.APIErrorType) *Error {
@@ -295,7 +312,9 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 	}
 	for i := range out.Parameters {
 		p := &out.Parameters[i]
-		for _, n := range []*string{p.Name, p.ARN} {
+		// The ARN first: a parameter shared from another account may have
+		// the name of one of this account's.
+		for _, n := range []*string{p.ARN, p.Name} {
 			if k, ok := pending[aws.ToString(n)]; ok {
 				delete(pending, k.ID)
 				deliver(k, parameterItem(k, p), nil)
