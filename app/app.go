@@ -75,6 +75,17 @@ func Run(ctx context.Context, o Options) error {
 		log.Error("cannot start", "error", err)
 		return err
 	}
+	// Bind before registering: Lambda starts the runtime once every
+	// extension has registered, and the runtime's Init may call us at once.
+	// Until we serve, its connections wait in the listen backlog.
+	l, listenErr := o.Listener, error(nil)
+	if l == nil && cfgErr == nil {
+		l, listenErr = localserver.Listen(cfg.HTTPPort)
+	}
+	if l != nil {
+		defer l.Close() // after a failed Init; Serve's own close wins otherwise
+	}
+
 	lc := lifecycle.NewClient(api, o.HTTPClient)
 	if _, err := lc.Register(ctx, o.Name); err != nil {
 		log.Error("register failed", "name", o.Name, "error", err)
@@ -96,20 +107,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	e := newExtension(cfg, awsCfg, log, o.Now)
 
-	// Bind before prefetching: the runtime's Init may already call us, and
-	// a read of an item in flight waits for it rather than failing.
-	l, err := o.Listener, error(nil)
-	if l == nil {
-		l, err = localserver.Listen(cfg.HTTPPort)
+	if listenErr != nil {
+		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is another extension, such as AWS's Parameters and Secrets layer, using the port? set %s): %w", cfg.HTTPPort, config.EnvHTTPPort, listenErr))
 	}
-	if err != nil {
-		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is another extension, such as AWS's Parameters and Secrets layer, using the port? set %s): %w", cfg.HTTPPort, config.EnvHTTPPort, err))
-	}
+	// Serve once the prefetch is in flight, so that an early read joins it
+	// rather than fetching the item on its own.
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- e.server.Serve(l) }()
-	log.Info("serving", "address", l.Addr().String())
-
-	if err := e.prefetch(ctx); err != nil {
+	serve := func() {
+		go func() { serveErr <- e.server.Serve(l) }()
+		log.Info("serving", "address", l.Addr().String())
+	}
+	if err := e.prefetch(ctx, serve); err != nil {
 		e.stop(context.Background())
 		return initError(ctx, lc, log, lifecycle.ErrorTypePrefetchFailed, err)
 	}
@@ -227,7 +235,8 @@ func parameterKey(p string) source.Key {
 
 // prefetch fetches everything configured within the Init budget. Under
 // SECRETS_PREFETCH_REQUIRED it fails when any item (or path) could not be had.
-func (e *extension) prefetch(ctx context.Context) error {
+// started is called once the prefetch is in flight.
+func (e *extension) prefetch(ctx context.Context, started func()) error {
 	defer e.ready.Store(true)
 	keys := make([]source.Key, 0, len(e.cfg.Secrets)+len(e.cfg.Parameters))
 	for _, s := range e.cfg.Secrets {
@@ -245,11 +254,14 @@ func (e *extension) prefetch(ctx context.Context) error {
 	mapped := zerocode.Keys(e.cfg.EnvMapping, e.cfg.FileMapping)
 	if len(keys) == 0 && len(paths) == 0 && len(mapped) == 0 {
 		e.log.Info("nothing to prefetch", "hint", "set "+config.EnvSecrets+" or "+config.EnvParameters)
+		started()
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.InitTimeout)
 	defer cancel()
-	rep := e.cache.Prefetch(pctx, slices.Concat(keys, mapped), paths)
+	pf := e.cache.StartPrefetch(pctx, slices.Concat(keys, mapped), paths)
+	started()
+	rep := pf.Wait()
 
 	var problems []string
 	for _, k := range keys {

@@ -29,21 +29,40 @@ type PrefetchReport struct {
 // and returns when all are done or ctx ends (the Init budget). Reads of a key
 // or of a name under a path wait for it instead of fetching it themselves.
 func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) PrefetchReport {
+	return c.StartPrefetch(ctx, keys, paths).Wait()
+}
+
+// Prefetching is a prefetch under way.
+type Prefetching struct {
+	c      *Cache
+	ctx    context.Context
+	start  time.Time
+	wg     sync.WaitGroup
+	mu     sync.Mutex // protects rep until wg is done
+	rep    PrefetchReport
+	joined map[source.Key]*call // fetches a read started before the prefetch
+}
+
+// StartPrefetch starts fetching keys and paths and returns at once. When it
+// returns, every key and path is known to be in flight: a read from then on
+// joins the prefetch instead of fetching on its own (or, with lazy fetching
+// off, being refused). Wait for the outcome with Wait.
+func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Path) *Prefetching {
 	start := c.opts.Now()
-	rep := PrefetchReport{
+	p := &Prefetching{c: c, ctx: ctx, start: start, joined: map[source.Key]*call{}, rep: PrefetchReport{
 		Failed:   map[source.Key]*source.Error{},
 		Paths:    map[Path]int{},
 		PathErrs: map[Path]error{},
-	}
+	}}
+	rep, mu, wg, joined := &p.rep, &p.mu, &p.wg, p.joined
 	calls := make(map[source.Key]*call, len(keys))
-	joined := map[source.Key]*call{} // fetches a read started before us
 	todo := make([]source.Key, 0, len(keys))
 	pfs := make([]*pathFetch, len(paths))
 
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return rep
+		return p
 	}
 	for _, k := range keys {
 		e := c.m[k]
@@ -66,10 +85,6 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 	}
 	c.mu.Unlock()
 
-	var (
-		mu sync.Mutex // protects rep
-		wg sync.WaitGroup
-	)
 	wg.Go(func() {
 		c.opts.Fetcher.Fetch(ctx, todo, func(k source.Key, item *source.Item, err error) {
 			cl := calls[k]
@@ -104,8 +119,15 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 			}
 		})
 	}
-	wg.Wait()
-	for k, cl := range joined {
+	return p
+}
+
+// Wait returns the prefetch's report once every fetch is done or its
+// context has ended.
+func (p *Prefetching) Wait() PrefetchReport {
+	p.wg.Wait()
+	rep := p.rep
+	for k, cl := range p.joined {
 		select {
 		case <-cl.done:
 			if cl.err != nil {
@@ -113,11 +135,11 @@ func (c *Cache) Prefetch(ctx context.Context, keys []source.Key, paths []Path) P
 			} else {
 				rep.Fetched++
 			}
-		case <-ctx.Done():
-			rep.Failed[k] = c.timeoutErr(k)
+		case <-p.ctx.Done():
+			rep.Failed[k] = p.c.timeoutErr(k)
 		}
 	}
-	rep.Duration = c.opts.Now().Sub(start)
+	rep.Duration = p.c.opts.Now().Sub(p.start)
 	return rep
 }
 
