@@ -44,6 +44,9 @@ const (
 	defaultShutdown  = 2 * time.Second // when a SHUTDOWN event carries no deadline
 	defaultRefreshTO = 5 * time.Second // when both service timeouts are 0
 	nextAttempts     = 5
+	// reportTimeout bounds an init/error or exit/error call: Lambda answers
+	// at once, and an API that doesn't must not keep the extension from exiting.
+	reportTimeout = 2 * time.Second
 )
 
 // Options are what Run needs from the process.
@@ -106,9 +109,10 @@ func Run(ctx context.Context, o Options) error {
 		return initError(ctx, lc, log, errorTypeInitFailed, fmt.Errorf("loading AWS configuration: %w", err))
 	}
 	e := newExtension(cfg, awsCfg, log, o.Now)
+	e.metrics = newEMF(cfg, o, e)
 
 	if listenErr != nil {
-		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is another extension, such as AWS's Parameters and Secrets layer, using the port? set %s): %w", cfg.HTTPPort, config.EnvHTTPPort, listenErr))
+		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is AWS's Parameters and Secrets layer also attached? it reads %s too, so remove one of the two layers): %w", cfg.HTTPPort, config.EnvHTTPPort, listenErr))
 	}
 	// Serve once the prefetch is in flight, so that an early read joins it
 	// rather than fetching the item on its own.
@@ -118,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("serving", "address", l.Addr().String())
 	}
 	if err := e.prefetch(ctx, serve); err != nil {
-		e.stop(context.Background())
+		e.stopWithin(defaultShutdown)
 		return initError(ctx, lc, log, lifecycle.ErrorTypePrefetchFailed, err)
 	}
 	if o.Ready != nil {
@@ -129,10 +133,18 @@ func Run(ctx context.Context, o Options) error {
 
 func initError(ctx context.Context, lc *lifecycle.Client, log *slog.Logger, typ string, err error) error {
 	log.Error("init failed", "errorType", typ, "error", err)
-	if rerr := lc.InitError(ctx, typ, err); rerr != nil {
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	if rerr := lc.InitError(rctx, typ, err); rerr != nil {
 		log.Error("reporting init error failed", "error", rerr)
 	}
 	return err
+}
+
+func exitError(ctx context.Context, lc *lifecycle.Client, err error) error {
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	return lc.ExitError(rctx, lifecycle.ErrorTypeRuntimeError, err)
 }
 
 // extension is the running extension's parts.
@@ -142,7 +154,10 @@ type extension struct {
 	cache  *cache.Cache
 	server *localserver.Server
 	files  *zerocode.Files // SECRETS_PREFETCH_FILES
-	ready  atomic.Bool
+	// fetcher is what the cache fetches with; metrics reads its Stats.
+	fetcher cache.Fetcher
+	metrics *emf // nil unless SECRETS_PREFETCH_METRICS=true
+	ready   atomic.Bool
 }
 
 func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
@@ -159,7 +174,7 @@ func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now fu
 
 // assemble builds the cache and server around a fetcher.
 func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time) *extension {
-	e := &extension{cfg: cfg, log: log}
+	e := &extension{cfg: cfg, log: log, fetcher: f}
 	secretsTTL, paramsTTL := cfg.SecretsTTL, cfg.ParametersTTL
 	if !cfg.CacheEnabled {
 		secretsTTL, paramsTTL = 0, 0
@@ -284,6 +299,7 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 		e.log.Warn("prefetch budget ran out", "budget", e.cfg.InitTimeout, "variable", config.EnvInitTimeout)
 	}
 	e.log.Info("prefetch done", "items", rep.Fetched, "failed", len(problems), "duration_ms", rep.Duration.Milliseconds())
+	e.metrics.prefetched(rep.Duration, rep.Fetched, len(problems))
 	if len(problems) > 0 && e.cfg.Required {
 		return fmt.Errorf("required items could not be fetched (%s=true): %s", config.EnvRequired, strings.Join(problems, ", "))
 	}
@@ -311,12 +327,12 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 			if ctx.Err() != nil {
 				// Stopped by a signal: not a failure of ours.
 				e.log.Info("stopping", "reason", context.Cause(ctx))
-				e.stop(context.Background())
+				e.stopWithin(defaultShutdown)
 				return nil
 			}
 			e.log.Error("event/next failed", "error", err)
-			e.stop(context.Background())
-			if rerr := lc.ExitError(ctx, lifecycle.ErrorTypeRuntimeError, err); rerr != nil {
+			e.stopWithin(defaultShutdown)
+			if rerr := exitError(ctx, lc, err); rerr != nil {
 				e.log.Error("reporting exit error failed", "error", rerr)
 			}
 			return err
@@ -325,8 +341,8 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 		case err := <-serveErr:
 			err = fmt.Errorf("local server stopped: %w", err)
 			e.log.Error("server failed", "error", err)
-			e.stop(context.Background())
-			if rerr := lc.ExitError(ctx, lifecycle.ErrorTypeRuntimeError, err); rerr != nil {
+			e.stopWithin(defaultShutdown)
+			if rerr := exitError(ctx, lc, err); rerr != nil {
 				e.log.Error("reporting exit error failed", "error", rerr)
 			}
 			return err
@@ -335,6 +351,7 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 		switch ev.EventType {
 		case lifecycle.Invoke:
 			e.refresh(ctx, ev)
+			e.metrics.invoke()
 		case lifecycle.Shutdown:
 			deadline := ev.Deadline()
 			if deadline.IsZero() {
@@ -342,6 +359,7 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 			}
 			sctx, cancel := context.WithDeadline(ctx, deadline.Add(-shutdownMargin))
 			e.stop(sctx)
+			e.metrics.flush(string(ev.ShutdownReason))
 			cancel()
 			e.log.Info("shut down", "reason", string(ev.ShutdownReason))
 			return nil
@@ -378,6 +396,13 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 		// the file keeps its last value.
 		e.files.Write(rctx)
 	}
+}
+
+// stopWithin stops within d, for a stop no SHUTDOWN event gave a deadline.
+func (e *extension) stopWithin(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	e.stop(ctx)
 }
 
 // stop drains the server within ctx, then wipes the cached values.

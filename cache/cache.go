@@ -33,8 +33,17 @@ type Options struct {
 	// StaleIfError is how long past its TTL a value may still be served
 	// while fetching it again fails.
 	StaleIfError time.Duration
-	// Size bounds the number of entries; the least recently read go first.
+	// Size bounds the number of entries. Entries without a value go first,
+	// then the least recently read; a read of an unlisted key never evicts a
+	// listed one (so a flood of made-up names can't push out the
+	// configured items).
 	Size int
+	// MaxLazyFetches bounds the fetches of unlisted keys that reads have
+	// started and that are still in flight (default 256): readers may give
+	// up and leave them running, so without a bound a flood of distinct
+	// names against a slow AWS would pile up goroutines and entries. Past
+	// it, such reads get ErrBusy.
+	MaxLazyFetches int
 	// Lazy lets reads fetch keys that Listed does not accept.
 	Lazy   bool
 	Listed func(source.Key) bool
@@ -80,6 +89,9 @@ var (
 	ErrNotConfigured = errors.New("not configured for prefetch and lazy fetching is off")
 	// ErrClosed is returned after Wipe.
 	ErrClosed = errors.New("cache closed: the extension is shutting down")
+	// ErrBusy is returned for a read of an unlisted key that would start a
+	// fetch while MaxLazyFetches are in flight.
+	ErrBusy = errors.New("too many items are being fetched for reads")
 )
 
 // Stats counts what the cache did since it was made.
@@ -91,10 +103,16 @@ type Stats struct {
 type Cache struct {
 	opts Options
 
-	mu     sync.Mutex // protects m, paths, closed and every entry's fields
+	mu     sync.Mutex // protects m, paths, closed, lazy, dueAt and every entry's fields
 	m      map[source.Key]*entry
 	paths  []*pathFetch // path prefetches in flight
 	closed bool
+	lazy   int // read-started fetches of unlisted keys in flight
+	// dueAt is no later than the earliest moment an entry can become due
+	// for RefreshDue (its refresh point, or the end of its backoff), so an
+	// INVOKE before it skips the scan of every entry. Each scan sets it;
+	// setting an entry's refresh point or backoff lowers it.
+	dueAt time.Time
 
 	hits, misses, stale, errs, refreshes, refreshErrs atomic.Uint64
 }
@@ -109,6 +127,7 @@ type entry struct {
 	retryAt   time.Time // no new fetch after a failure before this (backoff)
 	call      *call     // the fetch in flight, if any
 	used      time.Time // last read, for eviction
+	listed    bool      // Listed(key): not evicted for an unlisted one
 }
 
 // call is one in-flight fetch of an entry; done is closed when it finished,
@@ -117,8 +136,13 @@ type call struct {
 	e       *entry
 	done    chan struct{}
 	refresh bool // started by RefreshDue: a whole-batch failure backs off too
-	item    *source.Item
-	err     *source.Error
+	lazy    bool // counted in Cache.lazy
+	// jitter is a refresh round's backoff jitter, drawn once for the round
+	// so that the entries it fetched together are retried together, in one
+	// batch, rather than spread over many INVOKEs in small ones.
+	jitter float64
+	item   *source.Item
+	err    *source.Error
 }
 
 type pathFetch struct {
@@ -162,6 +186,9 @@ func New(o Options) *Cache {
 	}
 	if o.Size < 1 {
 		o.Size = 1
+	}
+	if o.MaxLazyFetches < 1 {
+		o.MaxLazyFetches = 256
 	}
 	if o.RefreshAhead <= 0 || o.RefreshAhead > 1 {
 		o.RefreshAhead = 1
@@ -287,8 +314,19 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			r, err := c.failed(e, e.err, now)
 			c.mu.Unlock()
 			return r, err
+		case !e.listed && c.lazy >= c.opts.MaxLazyFetches:
+			if e.item == nil && e.err == nil {
+				delete(c.m, key) // inserted just now
+			}
+			c.mu.Unlock()
+			c.errs.Add(1)
+			return Result{}, ErrBusy
 		default:
 			cl = c.start(e, false)
+			if !e.listed {
+				cl.lazy = true
+				c.lazy++
+			}
 			go c.fetchOne(cl)
 		}
 		c.mu.Unlock()
@@ -398,14 +436,19 @@ func (c *Cache) pendingPath(key source.Key) *pathFetch {
 	return nil
 }
 
-// insert adds an empty entry for key, evicting the least recently read idle
-// entries while the cache is full (entries with a fetch in flight stay, and
-// may have pushed it past Size). Requires mu.
+// insert adds an empty entry for key, evicting idle entries while the cache
+// is full: those without a value first, then the least recently read; for an
+// unlisted key, never a listed one. (Entries with a fetch in flight stay, and
+// so may listed ones, pushing the cache past Size.) Requires mu.
 func (c *Cache) insert(key source.Key, now time.Time) *entry {
+	listed := c.opts.Listed(key)
 	for len(c.m) >= c.opts.Size {
 		var victim *entry
 		for _, e := range c.m {
-			if e.call == nil && (victim == nil || e.used.Before(victim.used)) {
+			if e.call != nil || e.listed && !listed {
+				continue
+			}
+			if victim == nil || evictBefore(e, victim) {
 				victim = e
 			}
 		}
@@ -414,9 +457,19 @@ func (c *Cache) insert(key source.Key, now time.Time) *entry {
 		}
 		delete(c.m, victim.key)
 	}
-	e := &entry{key: key, used: now}
+	e := &entry{key: key, used: now, listed: listed}
 	c.m[key] = e
 	return e
+}
+
+// evictBefore reports whether a should be evicted before b: an entry
+// without a value (a failed or refused lookup) before one with, then the
+// least recently read.
+func evictBefore(a, b *entry) bool {
+	if (a.item == nil) != (b.item == nil) {
+		return a.item == nil
+	}
+	return a.used.Before(b.used)
 }
 
 // start marks a fetch of e in flight. Requires mu.
@@ -433,6 +486,11 @@ func (c *Cache) fetchOne(cl *call) {
 	defer cancel()
 	item, err := c.opts.Fetcher.FetchOne(ctx, cl.e.key)
 	c.finish(cl, item, err)
+	if cl.lazy {
+		c.mu.Lock()
+		c.lazy--
+		c.mu.Unlock()
+	}
 }
 
 // finish records the outcome of cl on its entry, wakes its waiters and
@@ -463,9 +521,14 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 		// A whole-batch failure is not the key's own, so a read may try the
 		// key alone at once; but a refresh backs off all the same, so an
 		// outage does not turn every INVOKE into a burst of calls.
-		if !serr.Batch || cl.refresh {
+		switch {
+		case cl.refresh:
+			e.retryAt = now.Add(c.backoffWith(e.failures, cl.jitter))
+		case !serr.Batch:
 			e.retryAt = now.Add(c.backoff(e.failures))
 		}
+		// Due again once the backoff ends (at once if there is none).
+		c.dueAt = earliest(c.dueAt, e.retryAt)
 	}
 	cl.item, cl.err = item, serr
 	if e.call == cl {
@@ -483,14 +546,20 @@ func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
 	ahead := time.Duration(float64(c.ttl(e.key.Service)) * c.opts.RefreshAhead)
 	// Up to 10% earlier, so a fleet started together spreads its refreshes.
 	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
+	c.dueAt = earliest(c.dueAt, e.refreshAt)
 }
 
 // backoff is the pause after the n-th consecutive failure: exponential from
 // one second, capped at five minutes, with full jitter on its upper half.
 func (c *Cache) backoff(n int) time.Duration {
+	return c.backoffWith(n, c.opts.Rand())
+}
+
+// backoffWith is backoff with the jitter r in [0, 1).
+func (c *Cache) backoffWith(n int, r float64) time.Duration {
 	d := 5 * time.Minute
 	if n < 9 {
 		d = min(time.Second<<(n-1), d)
 	}
-	return d/2 + time.Duration(float64(d/2)*c.opts.Rand())
+	return d/2 + time.Duration(float64(d/2)*r)
 }

@@ -186,22 +186,34 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 		keys  []source.Key
 		calls = map[source.Key]*call{}
 	)
+	jitter := c.opts.Rand() // one for the round: see call.jitter
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || now.Before(c.dueAt) {
+		// Nothing can be due yet: no need to look at every entry.
 		c.mu.Unlock()
 		return RefreshReport{}
 	}
+	next := never
 	for k, e := range c.m {
-		if e.call != nil || c.ttl(k.Service) == 0 || now.Before(e.retryAt) {
+		if e.call != nil || c.ttl(k.Service) == 0 {
+			continue // (a fetch in flight lowers dueAt when it ends)
+		}
+		if now.Before(e.retryAt) {
+			next = earliest(next, e.retryAt)
 			continue
 		}
 		due := e.item != nil && !now.Before(e.refreshAt)
 		retry := e.item == nil && e.err != nil && c.opts.Listed(k)
-		if due || retry {
+		switch {
+		case due || retry:
 			calls[k] = c.start(e, true)
+			calls[k].jitter = jitter
 			keys = append(keys, k)
+		case e.item != nil:
+			next = earliest(next, e.refreshAt)
 		}
 	}
+	c.dueAt = next
 	c.mu.Unlock()
 
 	rep := RefreshReport{Due: len(keys)}
@@ -242,6 +254,17 @@ func (c *Cache) Wipe() {
 		}
 		delete(c.m, k)
 	}
+}
+
+// never is later than any refresh point: dueAt when nothing can become due.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// earliest returns the earlier of two times.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // notOwnFault marks an error as the batch's rather than the key's when the

@@ -29,8 +29,9 @@ const (
 	EnvRefreshAhead = "SECRETS_PREFETCH_REFRESH_AHEAD"
 	EnvStaleIfError = "SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS"
 	EnvLazy         = "SECRETS_PREFETCH_LAZY"
-	EnvEnvMapping   = "SECRETS_PREFETCH_ENV"   // zero-code: environment variables the exec wrapper sets
-	EnvFileMapping  = "SECRETS_PREFETCH_FILES" // zero-code: files the extension keeps under /tmp
+	EnvEnvMapping   = "SECRETS_PREFETCH_ENV"     // zero-code: environment variables the exec wrapper sets
+	EnvFileMapping  = "SECRETS_PREFETCH_FILES"   // zero-code: files the extension keeps under /tmp
+	EnvMetrics      = "SECRETS_PREFETCH_METRICS" // CloudWatch Embedded Metric Format lines on stdout
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -96,6 +97,7 @@ type Config struct {
 	RefreshAhead   float64       // 0 < f <= 1, default 0.8
 	StaleIfError   time.Duration // 0..86400 s, default 300 s
 	Lazy           bool          // default true
+	Metrics        bool          // SECRETS_PREFETCH_METRICS: EMF metric lines; default false
 
 	// The zero-code mappings (package mapping's syntax); their items are
 	// prefetched like listed ones.

@@ -126,6 +126,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.Lazy = p.boolean(EnvLazy, d.Lazy)
 	c.EnvMapping = p.mapping(EnvEnvMapping, mapping.EnvVar)
 	c.FileMapping = p.mapping(EnvFileMapping, mapping.File)
+	c.Metrics = p.boolean(EnvMetrics, d.Metrics)
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	c.Token = p.token()
 	if len(p.errs) > 0 {

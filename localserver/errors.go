@@ -22,6 +22,8 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusBadRequest, rerr.code, rerr.msg
 	case errors.Is(err, cache.ErrNotConfigured):
 		return http.StatusNotFound, "NotConfigured", "the item is not configured for prefetch and lazy fetching is off (SECRETS_PREFETCH_LAZY=false)"
+	case errors.Is(err, cache.ErrBusy):
+		return http.StatusTooManyRequests, "TooManyRequests", "too many items are being fetched at once; try again shortly"
 	case errors.Is(err, cache.ErrClosed):
 		return http.StatusServiceUnavailable, "ShuttingDown", "the extension is shutting down"
 	case errors.As(err, &serr):

@@ -33,10 +33,53 @@ func (e *requestError) Error() string { return e.code + ": " + e.msg }
 func badRequest(code, msg string) *requestError { return &requestError{code, msg} }
 
 // query holds the parameters of a raw query string, refusing duplicates.
-type query map[string]string
+// A read names a handful, kept in an array and found by a scan, so parsing
+// allocates no map per request; past that many, they go to a map.
+type query struct {
+	n     int
+	small [8]struct{ k, v string }
+	large map[string]string // all of them, once there are more than len(small)
+}
+
+// get returns the value of the parameter name and whether it was given.
+func (q *query) get(name string) (string, bool) {
+	if q.large != nil {
+		v, ok := q.large[name]
+		return v, ok
+	}
+	for _, p := range q.small[:q.n] {
+		if p.k == name {
+			return p.v, true
+		}
+	}
+	return "", false
+}
+
+// val returns the value of the parameter name, "" if it was not given.
+func (q *query) val(name string) string {
+	v, _ := q.get(name)
+	return v
+}
+
+// add adds a parameter that is not there yet.
+func (q *query) add(k, v string) {
+	switch {
+	case q.large != nil:
+		q.large[k] = v
+	case q.n < len(q.small):
+		q.small[q.n].k, q.small[q.n].v = k, v
+		q.n++
+	default:
+		q.large = make(map[string]string, 2*len(q.small))
+		for _, p := range q.small {
+			q.large[p.k] = p.v
+		}
+		q.large[k] = v
+	}
+}
 
 func parseQuery(raw string) (query, error) {
-	q := query{}
+	var q query
 	for raw != "" {
 		var part string
 		part, raw, _ = strings.Cut(raw, "&")
@@ -46,16 +89,16 @@ func parseQuery(raw string) (query, error) {
 		k, v, _ := strings.Cut(part, "=")
 		key, err := url.QueryUnescape(k)
 		if err != nil {
-			return nil, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
+			return query{}, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
 		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
-			return nil, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
+			return query{}, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
 		}
-		if _, dup := q[key]; dup {
-			return nil, badRequest("DuplicateParameter", "query parameter "+quoteName(key)+" is given more than once")
+		if _, dup := q.get(key); dup {
+			return query{}, badRequest("DuplicateParameter", "query parameter "+quoteName(key)+" is given more than once")
 		}
-		q[key] = val
+		q.add(key, val)
 	}
 	return q, nil
 }
@@ -87,8 +130,8 @@ func strconvQuote(s string) string {
 	return b.String()
 }
 
-func (q query) bool(name string) (bool, error) {
-	v, ok := q[name]
+func (q *query) bool(name string) (bool, error) {
+	v, ok := q.get(name)
 	if !ok {
 		return false, nil
 	}
@@ -130,12 +173,12 @@ func printable(s string) bool {
 }
 
 // common parses jsonKey and refreshNow, shared by both endpoints.
-func (q query) common(r *request) error {
+func (q *query) common(r *request) error {
 	var err error
 	if r.refreshNow, err = q.bool("refreshNow"); err != nil {
 		return err
 	}
-	if k, ok := q["jsonKey"]; ok {
+	if k, ok := q.get("jsonKey"); ok {
 		if k == "" || len(k) > maxJSONKeyLen {
 			return badRequest("InvalidJSONKey", "jsonKey must be 1 to 1024 characters")
 		}
@@ -150,11 +193,11 @@ func parseSecretRequest(rawQuery string) (request, error) {
 	if err != nil {
 		return request{}, err
 	}
-	r := request{key: source.Key{Service: source.SecretsManager, ID: q["secretId"]}}
+	r := request{key: source.Key{Service: source.SecretsManager, ID: q.val("secretId")}}
 	if err := checkName("secretId", r.key.ID); err != nil {
 		return request{}, err
 	}
-	r.key.VersionID, r.key.VersionStage = q["versionId"], q["versionStage"]
+	r.key.VersionID, r.key.VersionStage = q.val("versionId"), q.val("versionStage")
 	if r.key.VersionID != "" && r.key.VersionStage != "" {
 		return request{}, badRequest("ConflictingParameters", "give versionId or versionStage, not both")
 	}
@@ -176,7 +219,7 @@ func parseParameterRequest(rawQuery string) (request, error) {
 	if err != nil {
 		return request{}, err
 	}
-	name := q["name"]
+	name := q.val("name")
 	if err := checkName("name", name); err != nil {
 		return request{}, err
 	}
@@ -189,8 +232,8 @@ func parseParameterRequest(rawQuery string) (request, error) {
 		// "name:" would otherwise read name's latest version.
 		return request{}, badRequest("InvalidParameterValue", "name ends in ':' without a version or label")
 	}
-	version, hasVersion := q["version"]
-	label, hasLabel := q["label"]
+	version, hasVersion := q.get("version")
+	label, hasLabel := q.get("label")
 	n := 0
 	for _, b := range []bool{sel != "", hasVersion, hasLabel} {
 		if b {
@@ -215,6 +258,13 @@ func parseParameterRequest(rawQuery string) (request, error) {
 			return request{}, badRequest("InvalidParameterValue", "label must be 1 to 100 letters, digits, '.', '-' or '_', not beginning with a digit")
 		}
 		sel = label
+	}
+	if sel != "" {
+		// SSM is asked for name:sel; it must read that back as name and
+		// sel. ("arn" with label=L would reach it as "arn:L", an ARN.)
+		if n, s := source.SplitSelector(name + ":" + sel); n != name || s != sel {
+			return request{}, badRequest("InvalidParameterValue", "this name can't be given a version or label")
+		}
 	}
 	r := request{key: source.Key{Service: source.ParameterStore, ID: name}}
 	if sel != "" {

@@ -6,12 +6,14 @@ package localserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
@@ -38,12 +40,30 @@ type Options struct {
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
 type Server struct {
-	opts  Options
-	token []byte
-	slots chan struct{}
-	srv   *http.Server
-	log   *slog.Logger
+	opts     Options
+	token    []byte
+	tokenSum [sha256.Size]byte // of token, for tokenMatches
+	slots    chan struct{}
+	srv      *http.Server
+	log      *slog.Logger
+
+	// base is every request's base context; Shutdown cancels it shortly
+	// before its deadline, so reads still waiting for AWS answer then.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	mu      sync.Mutex    // protects active and drained
+	active  int           // requests being handled
+	drained chan struct{} // closed when active drops to 0, if set
 }
+
+// Shutdown timing: reads still waiting are answered drainMargin (at most a
+// quarter of the time left) before Shutdown's deadline; after the deadline
+// handlers get handlerGrace to return once their connections are closed.
+const (
+	drainMargin  = 50 * time.Millisecond
+	handlerGrace = 250 * time.Millisecond
+)
 
 // New returns a Server.
 func New(o Options) *Server {
@@ -56,9 +76,11 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{opts: o, token: []byte(o.Token), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	s := &Server{opts: o, token: []byte(o.Token), tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.srv = &http.Server{
 		Handler:           s,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      2 * time.Minute, // longer than any fetch a read may wait for
@@ -84,25 +106,103 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting requests and waits, bounded by ctx, for those in
-// flight to finish.
+// flight to finish. Reads still waiting for AWS shortly before ctx's
+// deadline are answered then (503 ShuttingDown), so each gets an answer in
+// time rather than a dropped connection. Once Shutdown returns nil no
+// handler is running, so none still writes out a value the cache is about to
+// wipe; an error means connections had to be cut at the deadline.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	drain := ctx
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		drain, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/4, drainMargin)))
+		defer cancel()
+	}
+	stop := context.AfterFunc(drain, s.cancelBase)
+	defer stop()
+	defer s.cancelBase()
+	err := s.srv.Shutdown(drain)
+	if err != nil && ctx.Err() == nil {
+		// The waits were cut at the drain point: wait again for their
+		// answers to go out (net/http's Shutdown polls ever more slowly, so
+		// a fresh call notices them sooner).
+		err = s.srv.Shutdown(ctx)
+	}
 	if err != nil {
+		// A client not reading its answer, say: cut the connections, which
+		// fails the handlers' writes, and give them a moment to return.
 		s.srv.Close()
+		gctx, cancel := context.WithTimeout(context.Background(), handlerGrace)
+		defer cancel()
+		if werr := s.waitHandlers(gctx); werr != nil {
+			err = errors.Join(err, errors.New("handlers still running after their connections were closed"))
+		}
 	}
 	return err
 }
 
+// waitHandlers waits until no request is being handled, or ctx ends.
+func (s *Server) waitHandlers(ctx context.Context) error {
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	drained := s.drained
+	s.mu.Unlock()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active++
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+}
+
 // ServeHTTP implements the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.enter()
+	defer s.leave()
+	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.serve(w, r) // no request log: none of its attributes to build
+		return
+	}
 	start := time.Now()
 	status, xcache := s.serve(w, r)
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "cache", xcache, "duration", time.Since(start))
 }
 
+// Header values every answer shares. Assigned to the header map directly,
+// they save Header.Set's allocation of a new slice per answer; net/http only
+// reads them (and an Add would copy the full slice before appending).
+var (
+	headerNoStore = []string{"no-store"}
+	headerJSON    = []string{"application/json"}
+	headerText    = []string{"text/plain; charset=utf-8"}
+	headerXCache  = map[cache.Status][]string{cache.Hit: {"hit"}, cache.Miss: {"miss"}, cache.Stale: {"stale"}}
+)
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = headerNoStore
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		return writeError(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "only GET and HEAD are allowed"), ""
@@ -126,7 +226,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	switch {
 	case got == "":
 		return writeError(w, r, http.StatusUnauthorized, "MissingToken", "header "+TokenHeader+" is required"), ""
-	case len(s.token) == 0 || subtle.ConstantTimeCompare([]byte(got), s.token) != 1:
+	case !s.tokenMatches(got):
 		return writeError(w, r, http.StatusForbidden, "InvalidToken", "header "+TokenHeader+" does not match the session token"), ""
 	}
 
@@ -154,6 +254,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	}
 
 	res, err := s.opts.Cache.Get(r.Context(), req.key, req.refreshNow)
+	if err != nil && s.base.Err() != nil {
+		// Shutdown cut the wait short.
+		return writeError(w, r, http.StatusServiceUnavailable, "ShuttingDown", "the extension is shutting down"), ""
+	}
 	if err != nil {
 		if s.log.Enabled(r.Context(), slog.LevelDebug) || !isClientError(err) {
 			s.log.Log(r.Context(), logLevel(err), "read failed", "item", req.key.String(), "error", err)
@@ -161,16 +265,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		return writeErr(w, r, err), ""
 	}
 	xcache := res.Status.String()
-	h.Set("X-Cache", xcache)
+	h["X-Cache"] = headerXCache[res.Status]
 	h.Set("Age", strconv.FormatInt(int64(max(res.Age, 0)/time.Second), 10)) // never negative (RFC 9111)
 	body := res.Item.Body
 	if req.hasJSONKey {
 		if body, err = extractJSONKey(res.Item.Text, req.jsonKey); err != nil {
 			return writeErr(w, r, err), xcache
 		}
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h["Content-Type"] = headerText
 	} else {
-		h.Set("Content-Type", "application/json")
+		h["Content-Type"] = headerJSON
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
@@ -180,9 +284,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	return http.StatusOK, xcache
 }
 
+// tokenMatches reports, in constant time, whether got is the session token.
+// It compares SHA-256 digests, of fixed length, so that the time taken does
+// not reveal the token's length either (subtle.ConstantTimeCompare returns
+// at once when the lengths differ). A server without a token matches none.
+func (s *Server) tokenMatches(got string) bool {
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && len(s.token) > 0
+}
+
 func isClientError(err error) bool {
 	var serr *source.Error
-	return errors.Is(err, cache.ErrNotConfigured) || errors.As(err, &serr) && serr.Class == source.ClassNotFound
+	return errors.Is(err, cache.ErrNotConfigured) || errors.Is(err, cache.ErrBusy) ||
+		errors.As(err, &serr) && serr.Class == source.ClassNotFound
 }
 
 func logLevel(err error) slog.Level {

@@ -84,6 +84,11 @@ func classify(key Key, err error) *Error {
 		return out
 	case errors.As(err, &apiErr):
 		out.Code, out.Message = apiErr.ErrorCode(), apiErr.ErrorMessage()
+		if out.Code == "" {
+			// An error answer without a usable code ("x#", say, which the
+			// SDK trims to nothing): still one the caller can tell apart.
+			out.Code = "UpstreamError"
+		}
 		out.Class = classifyCode(out.Code)
 		if out.Class == ClassOther && httpStatus(err) >= 500 {
 			out.Class = ClassTransient

@@ -58,6 +58,7 @@ type Source struct {
 	ssmTO   time.Duration
 	log     *slog.Logger
 	noBatch atomic.Bool // set once BatchGetSecretValue has been refused
+	stats   counters
 }
 
 // New returns a Source.
@@ -76,17 +77,18 @@ func New(o Options) *Source {
 	}
 }
 
-// call runs one AWS call within the concurrency bound and the service's
-// per-call timeout.
-func (s *Source) call(ctx context.Context, svc Service, fn func(context.Context) error) error {
+// call runs one AWS call of api within the concurrency bound and the
+// service's per-call timeout, and counts it.
+func (s *Source) call(ctx context.Context, api API, fn func(context.Context) error) (err error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-s.sem }()
+	defer func() { s.stats.record(api, err) }()
 	to := s.smTO
-	if svc == ParameterStore {
+	if api.Service() == ParameterStore {
 		to = s.ssmTO
 	}
 	if to > 0 {
@@ -149,7 +151,7 @@ func (s *Source) fetchOne(ctx context.Context, key Key, deliver Deliver) {
 	}
 	name := key.ID + key.Selector
 	var out *ssm.GetParameterOutput
-	err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+	err := s.call(ctx, APIGetParameter, func(ctx context.Context) (err error) {
 		out, err = s.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(key.Decrypt)})
 		return err
 	})
@@ -172,7 +174,7 @@ func (s *Source) getSecret(ctx context.Context, key Key, deliver Deliver) {
 		in.VersionStage = aws.String(key.VersionStage)
 	}
 	var out *secretsmanager.GetSecretValueOutput
-	err := s.call(ctx, SecretsManager, func(ctx context.Context) (err error) {
+	err := s.call(ctx, APIGetSecretValue, func(ctx context.Context) (err error) {
 		out, err = s.sm.GetSecretValue(ctx, in)
 		return err
 	})
@@ -196,7 +198,7 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 		ids[i] = k.ID
 	}
 	var out *secretsmanager.BatchGetSecretValueOutput
-	err := s.call(ctx, SecretsManager, func(ctx context.Context) (err error) {
+	err := s.call(ctx, APIBatchGetSecretValue, func(ctx context.Context) (err error) {
 		out, err = s.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids})
 		return err
 	})
@@ -232,8 +234,9 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 		// The ARN first: names are only unique within an account, and an
 		// entry asked for by another account's ARN carries a name that may
 		// also be asked for here. For the same reason an entry completing a
-		// partial ARN of this batch is not matched by name: both keys are
-		// then asked for alone.
+		// partial ARN of this batch is not matched by name: the partial ARN
+		// is then asked for alone, and so is the name unless its own entry
+		// comes too.
 		arn := aws.ToString(e.ARN)
 		k, ok := take(arn)
 		if !ok && !completesPartialARN(keys, arn) {
@@ -271,6 +274,9 @@ func completesPartialARN(keys []Key, arn string) bool {
 
 func batchEntryError(k Key, e smtypes.APIErrorType) *Error {
 	code, msg := aws.ToString(e.ErrorCode), aws.ToString(e.Message)
+	if code == "" {
+		code = "UpstreamError" // an entry without a code: still one the caller can tell apart
+	}
 	return &Error{Class: classifyCode(code), Code: code, Message: msg, Key: k}
 }
 
@@ -294,7 +300,7 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 		names[i] = k.ID
 	}
 	var out *ssm.GetParametersOutput
-	err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+	err := s.call(ctx, APIGetParameters, func(ctx context.Context) (err error) {
 		out, err = s.ssm.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(keys[0].Decrypt)})
 		return err
 	})
@@ -348,9 +354,10 @@ func (s *Source) FetchPath(ctx context.Context, prefix string, recursive bool, d
 		MaxResults:     aws.Int32(parametersPerPage),
 	}
 	n := 0
+	seen := map[string]bool{} // NextTokens followed: a repeat would loop until the budget ran out
 	for {
 		var out *ssm.GetParametersByPathOutput
-		err := s.call(ctx, ParameterStore, func(ctx context.Context) (err error) {
+		err := s.call(ctx, APIGetParametersByPath, func(ctx context.Context) (err error) {
 			out, err = s.ssm.GetParametersByPath(ctx, in)
 			return err
 		})
@@ -363,9 +370,15 @@ func (s *Source) FetchPath(ctx context.Context, prefix string, recursive bool, d
 			deliver(k, parameterItem(k, p), nil)
 			n++
 		}
-		if aws.ToString(out.NextToken) == "" {
+		next := aws.ToString(out.NextToken)
+		if next == "" {
 			return n, nil
 		}
+		if seen[next] {
+			return n, &Error{Class: ClassOther, Code: "MalformedResponse", Message: "GetParametersByPath returned a NextToken it had returned before",
+				Key: Key{Service: ParameterStore, ID: prefix}}
+		}
+		seen[next] = true
 		in.NextToken = out.NextToken
 	}
 }

@@ -56,9 +56,11 @@ type WrapperOptions struct {
 // RunWrapper is the exec wrapper (AWS_LAMBDA_EXEC_WRAPPER): it reads the
 // values SECRETS_PREFETCH_ENV maps from the extension's local API, sets them
 // as environment variables and execs the runtime command with its arguments
-// unchanged. It returns an exit status only when it does not exec: non-zero
-// when a value that is not optional could not be read, so Init fails
-// visibly, with the entry named on stderr.
+// unchanged; with SECRETS_PREFETCH_FILES set it first waits (bounded) for
+// the extension to be ready, so the files are there too. It returns an exit
+// status only when it does not exec: non-zero when a value that is not
+// optional could not be read, so Init fails visibly, with the entry named
+// on stderr.
 func RunWrapper(ctx context.Context, o WrapperOptions) int {
 	cfg, cfgErr := config.FromEnv(o.Getenv)
 	log := wrapperLogger(o.Stderr, cfg, cfgErr, o.Getenv)
@@ -79,16 +81,29 @@ func RunWrapper(ctx context.Context, o WrapperOptions) int {
 	if w.opts.Retry == nil {
 		w.opts.Retry = backoff
 	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.InitTimeout+waitSlack)
+	defer cancel()
+	base := "http://127.0.0.1:" + strconv.Itoa(cfg.HTTPPort)
 	env := o.Environ
-	if len(cfg.EnvMapping) == 0 {
+	if len(cfg.EnvMapping) == 0 && len(cfg.FileMapping) == 0 {
 		log.Info("nothing to set: " + config.EnvEnvMapping + " is empty; starting the runtime unchanged")
-	} else {
-		set, ok := w.readAll(ctx, cfg)
+	}
+	if len(cfg.EnvMapping) > 0 {
+		set, ok := w.readAll(ctx, base, cfg)
 		if !ok {
 			log.Error("not starting the runtime: a required value of " + config.EnvEnvMapping + " could not be read (mark an entry optional with NAME?=...)")
 			return 1
 		}
 		env = setEnv(env, set)
+	}
+	if len(cfg.FileMapping) > 0 {
+		// The extension writes the files once its prefetch is done, which
+		// is when /ping answers 200: wait for it, so that the runtime's
+		// first line finds them. A missing required file fails Init in the
+		// extension; here a timeout only warns.
+		if err := w.waitReady(ctx, base); err != nil {
+			log.Warn("starting the runtime before the extension finished writing "+config.EnvFileMapping, "error", err)
+		}
 	}
 	return w.exec(env)
 }
@@ -100,10 +115,7 @@ type wrapper struct {
 
 // readAll reads every entry, in parallel, and returns the variables to set;
 // ok is false when a required entry failed.
-func (w *wrapper) readAll(ctx context.Context, cfg config.Config) (set map[string]string, ok bool) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.InitTimeout+waitSlack)
-	defer cancel()
-	base := "http://127.0.0.1:" + strconv.Itoa(cfg.HTTPPort)
+func (w *wrapper) readAll(ctx context.Context, base string, cfg config.Config) (set map[string]string, ok bool) {
 	entries := cfg.EnvMapping
 	values := make([][]byte, len(entries))
 	errs := make([]error, len(entries))
@@ -166,8 +178,9 @@ func errAttrs(err error) []any {
 }
 
 // read reads one entry's value from the extension. It retries, within ctx,
-// while the extension is not listening yet (it registers before it binds)
-// or answers 503 or 429; a read of an item still being prefetched waits for
+// while nothing listens on the port (the extension binds it before it
+// registers, so in Lambda this is a missing or failed extension) or the
+// answer is 503 or 429. A read of an item still being prefetched waits for
 // that fetch in the extension, so no other wait is needed.
 func (w *wrapper) read(ctx context.Context, base, token string, e mapping.Entry) ([]byte, error) {
 	key := Key(e)
@@ -215,13 +228,30 @@ func (w *wrapper) read(ctx context.Context, base, token string, e mapping.Entry)
 	}
 }
 
+// waitReady waits for the extension's GET /ping to answer 200 (prefetch
+// done, files written), retrying within ctx.
+func (w *wrapper) waitReady(ctx context.Context, base string) error {
+	for attempt := 1; ; attempt++ {
+		body, err := w.get(ctx, base+"/ping", "")
+		if err == nil {
+			clear(body)
+			return nil
+		}
+		if werr := w.opts.Retry(ctx, attempt); werr != nil {
+			return fmt.Errorf("%s/ping did not answer 200 within the wait (%w); last: %v", base, werr, err)
+		}
+	}
+}
+
 // get sends one GET; an error answer is an *APIError.
 func (w *wrapper) get(ctx context.Context, u, token string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("X-Aws-Parameters-Secrets-Token", token)
+	if token != "" {
+		req.Header.Set("X-Aws-Parameters-Secrets-Token", token)
+	}
 	resp, err := w.opts.Client.Do(req)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,7 @@ type fakeExtension struct {
 	binary   map[string]bool
 	params   map[string]string // by name with selector, e.g. "/app/x:3"
 	notReady int               // answer 503 to this many more requests
+	pingWait int               // answer /ping 503 this many more times
 	requests []string
 }
 
@@ -59,6 +60,15 @@ func (f *fakeExtension) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.notReady > 0 {
 		f.notReady--
 		apiError(w, http.StatusServiceUnavailable, "NotReady", "not ready")
+		return
+	}
+	if r.URL.Path == "/ping" {
+		if f.pingWait != 0 {
+			f.pingWait--
+			apiError(w, http.StatusServiceUnavailable, "NotReady", "prefetch is still running")
+			return
+		}
+		w.Write([]byte("ready"))
 		return
 	}
 	if r.Header.Get("X-Aws-Parameters-Secrets-Token") != testToken {
@@ -260,9 +270,8 @@ func TestWrapperBadMapping(t *testing.T) {
 	}
 }
 
-// TestWrapperWaitsForTheExtension: the extension registers before it binds
-// its port, so the runtime (and the wrapper) may start first; and /ping-style
-// 503s are retried too.
+// TestWrapperWaitsForTheExtension: refused connections (nothing listening
+// yet) and 503s are retried within the bound.
 func TestWrapperWaitsForTheExtension(t *testing.T) {
 	fake, srv := startFake(t)
 	fake.notReady = 2
@@ -351,6 +360,46 @@ func TestWrapperBoundedByInitTimeout(t *testing.T) {
 	})
 	if run.code != 1 || !strings.Contains(run.stderr, "did not answer") {
 		t.Fatalf("exit %d\n%s", run.code, run.stderr)
+	}
+}
+
+// TestWrapperWaitsForFiles: with SECRETS_PREFETCH_FILES set, the runtime
+// starts only once /ping says the extension is ready (files written).
+func TestWrapperWaitsForFiles(t *testing.T) {
+	fake, srv := startFake(t)
+	fake.pingWait = 3
+	pings := func() int {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return strings.Count(strings.Join(fake.requests, " "), "/ping")
+	}
+	run := runWrapper(t, srv, map[string]string{"SECRETS_PREFETCH_FILES": "/tmp/x/key.pem=secret:api-key"})
+	if !run.exec.called {
+		t.Fatalf("not exec'd, exit %d\n%s", run.code, run.stderr)
+	}
+	if n := pings(); n != 4 {
+		t.Errorf("%d pings, want 3 not ready + 1 ready", n)
+	}
+
+	// Never ready within the wait: the runtime starts all the same (the
+	// extension fails Init itself if a required file is missing).
+	fake.pingWait = -1
+	run = runWrapper(t, srv, map[string]string{
+		"SECRETS_PREFETCH_FILES": "/tmp/x/key.pem=secret:api-key",
+		"SECRETS_PREFETCH_ENV":   "K=secret:api-key",
+	}, func(o *WrapperOptions) {
+		o.Retry = func(ctx context.Context, attempt int) error {
+			if attempt >= 2 {
+				return context.DeadlineExceeded
+			}
+			return nil
+		}
+	})
+	if !run.exec.called || !strings.Contains(run.stderr, "before the extension finished writing SECRETS_PREFETCH_FILES") {
+		t.Errorf("exec %v, exit %d\n%s", run.exec.called, run.code, run.stderr)
+	}
+	if v, _ := run.exec.env("K"); v != valueAPIKey {
+		t.Errorf("K = %q", v)
 	}
 }
 

@@ -105,9 +105,9 @@ func start(t *testing.T, s setup) *ext {
 
 	e.api, e.rec = extapitest.NewServer(t)
 	env := map[string]string{
-		"AWS_LAMBDA_RUNTIME_API":                 e.api.Addr(),
-		"AWS_SESSION_TOKEN":                      token,
-		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "debug",
+		"AWS_LAMBDA_RUNTIME_API":                       e.api.Addr(),
+		"AWS_SESSION_TOKEN":                            token,
+		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL":       "debug",
 		"PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS": "3",
 	}
 	for k, v := range s.env {
