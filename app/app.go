@@ -70,7 +70,7 @@ type Options struct {
 // clean shutdown, and an error (already reported to Lambda) otherwise.
 func Run(ctx context.Context, o Options) error {
 	cfg, cfgErr := config.FromEnv(o.Getenv)
-	log := newLogger(o.Stdout, cfg, cfgErr, o.Getenv)
+	log := config.NewLogger(o.Stdout, cfg, cfgErr, o.Getenv, "extension", "secrets-prefetch")
 
 	api := o.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if api == "" {
@@ -432,29 +432,4 @@ func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
 		})
 	}
 	return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(hc), awsconfig.WithRetryer(retryer))
-}
-
-// newLogger logs to w per the configuration; with an invalid configuration
-// it still honours what it can, so the errors themselves are visible.
-func newLogger(w io.Writer, cfg config.Config, cfgErr error, getenv func(string) string) *slog.Logger {
-	level, jsonFormat := slog.LevelInfo, strings.EqualFold(strings.TrimSpace(getenv(config.EnvLogFormat)), "json")
-	if cfgErr == nil {
-		jsonFormat = cfg.LogJSON
-		switch cfg.LogLevel {
-		case config.LogDebug:
-			level = slog.LevelDebug
-		case config.LogWarn:
-			level = slog.LevelWarn
-		case config.LogError:
-			level = slog.LevelError
-		case config.LogNone:
-			return slog.New(slog.DiscardHandler)
-		}
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if jsonFormat {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(h).With("extension", "secrets-prefetch")
 }

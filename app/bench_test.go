@@ -121,9 +121,9 @@ func benchExtension(b *testing.B, n int) (*extension, *benchClock) {
 		}
 	}
 	env := map[string]string{
-		config.EnvSessionToken:                   testToken,
-		config.EnvSecrets:                        strings.Join(secrets, ","),
-		config.EnvParameters:                     strings.Join(params, ","),
+		config.EnvSessionToken:                    testToken,
+		config.EnvSecrets:                         strings.Join(secrets, ","),
+		config.EnvParameters:                      strings.Join(params, ","),
 		"PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE": fmt.Sprint(max(n, 1)),
 		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL":  "info",
 	}

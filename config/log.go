@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
@@ -83,4 +85,31 @@ func (p Path) String() string {
 		return s + "/**"
 	}
 	return s + "/*"
+}
+
+// NewLogger returns the logger the configuration asks for: its level, and
+// text or JSON per AWS_LAMBDA_LOG_FORMAT. With an invalid configuration
+// (cfgErr set) it still honours the log format, at info, so the errors
+// themselves are visible. attrs tag every line.
+func NewLogger(w io.Writer, cfg Config, cfgErr error, getenv func(string) string, attrs ...any) *slog.Logger {
+	level, jsonFormat := slog.LevelInfo, strings.EqualFold(strings.TrimSpace(getenv(EnvLogFormat)), "json")
+	if cfgErr == nil {
+		jsonFormat = cfg.LogJSON
+		switch cfg.LogLevel {
+		case LogDebug:
+			level = slog.LevelDebug
+		case LogWarn:
+			level = slog.LevelWarn
+		case LogError:
+			level = slog.LevelError
+		case LogNone:
+			return slog.New(slog.DiscardHandler)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if jsonFormat {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(h).With(attrs...)
 }

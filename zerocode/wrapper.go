@@ -63,7 +63,7 @@ type WrapperOptions struct {
 // on stderr.
 func RunWrapper(ctx context.Context, o WrapperOptions) int {
 	cfg, cfgErr := config.FromEnv(o.Getenv)
-	log := wrapperLogger(o.Stderr, cfg, cfgErr, o.Getenv)
+	log := config.NewLogger(o.Stderr, cfg, cfgErr, o.Getenv, "extension", "secrets-prefetch", "component", "exec-wrapper")
 	if len(o.Args) == 0 {
 		log.Error("no runtime command to run: the wrapper is started by Lambda as `" + WrapperFlag + " COMMAND [ARGS...]` (set AWS_LAMBDA_EXEC_WRAPPER=/opt/secrets-prefetch-env)")
 		return 2
@@ -322,29 +322,4 @@ func (w *wrapper) exec(env []string) int {
 	err = execFn(path, w.opts.Args, env)
 	w.log.Error("cannot start the runtime", "command", path, "error", err)
 	return 126
-}
-
-// wrapperLogger logs to w like the extension does (level, text or JSON),
-// tagged so a reader of the function's log knows who speaks.
-func wrapperLogger(w io.Writer, cfg config.Config, cfgErr error, getenv func(string) string) *slog.Logger {
-	level, jsonFormat := slog.LevelInfo, strings.EqualFold(strings.TrimSpace(getenv(config.EnvLogFormat)), "json")
-	if cfgErr == nil {
-		jsonFormat = cfg.LogJSON
-		switch cfg.LogLevel {
-		case config.LogDebug:
-			level = slog.LevelDebug
-		case config.LogWarn:
-			level = slog.LevelWarn
-		case config.LogError:
-			level = slog.LevelError
-		case config.LogNone:
-			return slog.New(slog.DiscardHandler)
-		}
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if jsonFormat {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(h).With("extension", "secrets-prefetch", "component", "exec-wrapper")
 }
