@@ -61,7 +61,7 @@ type Server struct {
 // quarter of the time left) before Shutdown's deadline; after the deadline
 // handlers get handlerGrace to return once their connections are closed.
 const (
-	drainMargin  = 50 * time.Millisecond
+	drainMargin  = 200 * time.Millisecond
 	handlerGrace = 250 * time.Millisecond
 )
 

@@ -1,0 +1,282 @@
+package faults_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string // the built extension
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// extensionBinary builds the extension (the root module) once per run.
+func extensionBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := repoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if binDir, err = os.MkdirTemp("", "faults-bin-"); err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(binDir, "secrets-prefetch")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binary, ".")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// repoRoot is the root module's directory, found upwards from here.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(mod, []byte("module github.com/secrets-prefetch/secrets-prefetch\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no enclosing directory holds the root go.mod")
+		}
+		dir = parent
+	}
+}
+
+// proc is the extension running as a process.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer // stdout and stderr
+	exited chan struct{}
+	err    error // Wait's result, set before exited is closed
+}
+
+func startProc(t *testing.T, env ...string) *proc {
+	t.Helper()
+	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(extensionBinary(t))
+	p.cmd.Env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=AKIDPROCESS",
+		"AWS_SECRET_ACCESS_KEY=process-secret",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// exitCode waits for the process to exit and returns its exit code.
+func (p *proc) exitCode(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("the extension did not exit within %v\n%s", within, p.out)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatalf("wait: %v", p.err)
+	}
+	return 0
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestProcessRegisterFailures: the extension binary exits non-zero, saying
+// why in its output, when the Extensions API is missing, unreachable or
+// refuses the registration.
+func TestProcessRegisterFailures(t *testing.T) {
+	unreachable := closedAddr(t)
+	refusing, _ := extapitest.NewServer(t)
+	refusing.Inject(extapitest.RouteRegister, extapitest.Fault{Status: http.StatusForbidden}, extapitest.Always)
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"no runtime API", nil, []string{"AWS_LAMBDA_RUNTIME_API is not set"}},
+		{"unreachable", []string{"AWS_LAMBDA_RUNTIME_API=" + unreachable}, []string{"register failed", unreachable, "connection refused"}},
+		{"refused", []string{"AWS_LAMBDA_RUNTIME_API=" + refusing.Addr()}, []string{"register failed", "403"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startProc(t, tt.env...)
+			if code := p.exitCode(t, 20*time.Second); code == 0 {
+				t.Errorf("exit code 0, want non-zero\n%s", p.out)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(p.out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, p.out)
+				}
+			}
+		})
+	}
+}
+
+// TestProcessListensOnLoopbackOnly runs the extension binary through Init,
+// checks the socket it listens on is bound to 127.0.0.1 and nothing else,
+// then stops it with SHUTDOWN (exit 0) — and, in a second run, with SIGTERM.
+func TestProcessListensOnLoopbackOnly(t *testing.T) {
+	for _, stop := range []string{"SHUTDOWN", "SIGTERM"} {
+		t.Run(stop, func(t *testing.T) {
+			api, rec := extapitest.NewServer(t)
+			_, portStr, _ := net.SplitHostPort(closedAddr(t))
+			port, _ := strconv.Atoi(portStr)
+			p := startProc(t,
+				"AWS_LAMBDA_RUNTIME_API="+api.Addr(),
+				"AWS_SESSION_TOKEN="+token,
+				"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT="+portStr,
+			)
+			// Asking for an event means Init is done and the server is up.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			if err := rec.WaitNext(ctx, 1); err != nil {
+				t.Fatalf("the extension did not finish Init: %v\n%s", err, p.out)
+			}
+			if r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", port)); err != nil || r.StatusCode != http.StatusOK {
+				t.Fatalf("ping on loopback: %v %v", r, err)
+			} else {
+				r.Body.Close()
+			}
+			checkBound(t, p.cmd.Process.Pid, port)
+			for _, ip := range nonLoopbackIPs(t) {
+				if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip.String(), portStr), 2*time.Second); err == nil {
+					c.Close()
+					t.Errorf("the extension answers on %s:%d", ip, port)
+				}
+			}
+
+			if stop == "SHUTDOWN" {
+				api.Push(extapitest.Shutdown(extapitest.ReasonSpindown, time.Now().Add(2*time.Second)))
+			} else {
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			if code := p.exitCode(t, 10*time.Second); code != 0 {
+				t.Errorf("exit code %d after %s, want 0\n%s", code, stop, p.out)
+			}
+			if len(rec.ExitErrors()) != 0 {
+				t.Errorf("exit/error reported: %+v", rec.ExitErrors())
+			}
+		})
+	}
+}
+
+// checkBound reads the listening TCP sockets of pid from /proc and wants
+// port bound to 127.0.0.1 only.
+func checkBound(t *testing.T, pid, port int) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Log("not Linux: the bound address is checked by dialling only")
+		return
+	}
+	found := 0
+	for _, table := range []string{"tcp", "tcp6"} {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != "0A" { // LISTEN
+				continue
+			}
+			host, hexPort, ok := strings.Cut(fields[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); !ok || err != nil || int(p) != port {
+				continue
+			}
+			found++
+			if table != "tcp" || host != "0100007F" { // 127.0.0.1, little-endian
+				t.Errorf("listening on %s %s, want only 127.0.0.1:%d", table, fields[1], port)
+			}
+		}
+		f.Close()
+	}
+	if found == 0 {
+		t.Errorf("no listening socket on port %d in /proc/%d/net", port, pid)
+	}
+}
+
+func nonLoopbackIPs(t *testing.T) []net.IP {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Logf("interface addresses: %v", err)
+		return nil
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			ips = append(ips, n.IP)
+		}
+	}
+	return ips
+}
