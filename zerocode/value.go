@@ -8,8 +8,8 @@
 package zerocode
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
@@ -102,27 +102,10 @@ func pick(v raw, e mapping.Entry) ([]byte, error) {
 	if v.binary {
 		return nil, &ValueError{"ValueNotJSON", "the value is binary, not a JSON object"}
 	}
-	return extractJSONKey(v.data, e.JSONKey)
-}
-
-// extractJSONKey returns a top-level key of a JSON object with the HTTP API's
-// jsonKey rules: a string as its text, anything else as its JSON; the last of
-// duplicate keys wins.
-func extractJSONKey(doc []byte, key string) ([]byte, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &obj); err != nil || obj == nil {
-		return nil, &ValueError{"ValueNotJSON", "the value is not a JSON object"}
+	out, err := source.JSONKey(v.data, e.JSONKey)
+	var je *source.JSONKeyError
+	if errors.As(err, &je) {
+		return nil, &ValueError{je.Code, je.Message}
 	}
-	found, ok := obj[key]
-	if !ok {
-		return nil, &ValueError{"JSONKeyNotFound", "the value has no top-level key " + mapping.Quote(key)}
-	}
-	if len(found) > 0 && found[0] == '"' {
-		var s string
-		if err := json.Unmarshal(found, &s); err != nil {
-			return nil, &ValueError{"ValueNotJSON", "the value is not valid JSON"}
-		}
-		return []byte(s), nil
-	}
-	return bytes.Clone(found), nil
+	return out, err
 }

@@ -2,46 +2,11 @@ package zerocode
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
-
-func TestExtractJSONKey(t *testing.T) {
-	tests := []struct {
-		doc, key, want, code string
-	}{
-		{`{"password":"hunter2","port":5432}`, "password", "hunter2", ""},
-		{`{"password":"hunter2","port":5432}`, "port", "5432", ""},
-		{`{"a":{"b":[1,2]}}`, "a", `{"b":[1,2]}`, ""},
-		{`{"a":null}`, "a", "null", ""},
-		{`{"a":"line\nbreak \u00e9"}`, "a", "line\nbreak é", ""},
-		{`{"a":1,"a":2}`, "a", "2", ""},
-		{` {"a" : "x"} `, "a", "x", ""},
-		{`{"a":1}`, "b", "", "JSONKeyNotFound"},
-		{`not json`, "a", "", "ValueNotJSON"},
-		{`[1,2]`, "a", "", "ValueNotJSON"},
-		{`null`, "a", "", "ValueNotJSON"},
-		{`"str"`, "a", "", "ValueNotJSON"},
-		{`{"a":1} {"b":2}`, "a", "", "ValueNotJSON"},
-		{``, "a", "", "ValueNotJSON"},
-	}
-	for _, tc := range tests {
-		got, err := extractJSONKey([]byte(tc.doc), tc.key)
-		if tc.code != "" {
-			var verr *ValueError
-			if !errors.As(err, &verr) || verr.Code != tc.code {
-				t.Errorf("extractJSONKey(%s, %s) = %q, %v; want code %s", tc.doc, tc.key, got, err, tc.code)
-			}
-			continue
-		}
-		if err != nil || string(got) != tc.want {
-			t.Errorf("extractJSONKey(%s, %s) = %q, %v; want %q", tc.doc, tc.key, got, err, tc.want)
-		}
-	}
-}
 
 func TestValues(t *testing.T) {
 	secret := mapping.Entry{Kind: mapping.Secret, ID: "s"}
@@ -88,19 +53,4 @@ func TestValues(t *testing.T) {
 	if v, err := itemValue(it); err != nil || v.binary || len(v.data) != 0 {
 		t.Errorf("itemValue(empty string) = %+v, %v", v, err)
 	}
-}
-
-func FuzzExtractJSONKey(f *testing.F) {
-	for _, s := range []string{`{"a":"x"}`, `{"a":1,"a":"2"}`, `{"a":{"b":"c"}}`, `[]`, `{`, `{"a":"\ud800"}`, `{"a":"x"}x`} {
-		f.Add([]byte(s), "a")
-	}
-	f.Fuzz(func(t *testing.T, doc []byte, key string) {
-		_, err := extractJSONKey(doc, key)
-		if err != nil {
-			var verr *ValueError
-			if !errors.As(err, &verr) || bytes.Contains([]byte(verr.Message), doc) && len(doc) > 8 {
-				t.Fatalf("error %v is not a ValueError free of the document", err)
-			}
-		}
-	})
 }
