@@ -205,7 +205,7 @@ func TestLifecycleServesThenShutsDown(t *testing.T) {
 	if err := h.wait(t); err != nil {
 		t.Fatalf("Run after SHUTDOWN = %v, want nil", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 4*time.Second { // the deadline was 2 s: only ignoring it fails
 		t.Errorf("shutdown took %v, past its deadline", d)
 	}
 	if _, err := net.Dial("tcp", h.addr); err == nil {

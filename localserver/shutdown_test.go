@@ -67,8 +67,9 @@ func TestShutdownAnswersReadsInFlight(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
-	if time.Now().After(deadline) {
-		t.Errorf("Shutdown returned %v past its deadline", time.Since(deadline))
+	// Only a Shutdown that ignores its deadline fails here, not a slow machine.
+	if over := time.Since(deadline); over > 2*time.Second {
+		t.Errorf("Shutdown returned %v past its deadline", over)
 	}
 	s.mu.Lock()
 	active := s.active
