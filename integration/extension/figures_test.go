@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 )
 
 // TestInitPrefetchOf140Items prefetches 100 parameters and 40 secrets with
@@ -15,30 +16,30 @@ import (
 // (a figure, not asserted: the machine may be slow); the lower bound at the
 // default concurrency of 3 is ceil(12/3) = 4 waves of 50 ms.
 func TestInitPrefetchOf140Items(t *testing.T) {
-	secrets, params := names("fig-secret-", 40), names("/fig/p", 100)
+	secrets, params := exttest.Names("fig-secret-", 40), exttest.Names("/fig/p", 100)
 	var began time.Time
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":    strings.Join(secrets, ","),
 			"SECRETS_PREFETCH_PARAMETERS": strings.Join(params, ","),
 			"SECRETS_PREFETCH_REQUIRED":   "true",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
+		Seed: func(ctx context.Context, a *awstest.AWS) {
 			for _, s := range secrets {
-				must[string](t)(a.PutSecretString(ctx, s, "v"))
+				exttest.Must[string](t)(a.PutSecretString(ctx, s, "v"))
 			}
 			for _, p := range params {
-				must[int64](t)(a.PutParameter(ctx, p, "v", "String"))
+				exttest.Must[int64](t)(a.PutParameter(ctx, p, "v", "String"))
 			}
 		},
-		faults: func(a *awstest.AWS) {
+		Faults: func(a *awstest.AWS) {
 			a.Inject(awstest.OpAll, awstest.Latency(50*time.Millisecond))
 			began = time.Now()
 		},
 	})
-	e.waitReady(t)
+	e.WaitReady(t)
 	elapsed := time.Since(began)
-	calls := e.aws.AllCalls()
+	calls := e.AWS.AllCalls()
 	want := map[string]int{awstest.OpGetParameters: 10, awstest.OpBatchGetSecretValue: 2}
 	for op, n := range want {
 		if calls[op] != n {

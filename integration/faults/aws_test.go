@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 )
 
 // sdkAttempts is the most attempts the extension's SDK retryer makes for one
@@ -32,24 +33,24 @@ func (o outcome) String() string {
 	return fmt.Sprintf("%d %s", o.status, o.code)
 }
 
-func (o outcome) check(t *testing.T, what string, r response) {
+func (o outcome) check(t *testing.T, what string, r exttest.Response) {
 	t.Helper()
-	if r.err != nil {
-		t.Errorf("%s: %v, want %v (an answer, not a broken connection)", what, r.err, o)
+	if r.Err != nil {
+		t.Errorf("%s: %v, want %v (an answer, not a broken connection)", what, r.Err, o)
 		return
 	}
-	if r.status != o.status {
+	if r.Status != o.status {
 		t.Errorf("%s: %v, want %v", what, r, o)
 		return
 	}
 	if o.status == http.StatusOK {
-		if r.xcache != o.xcache {
-			t.Errorf("%s: X-Cache %q, want %q", what, r.xcache, o.xcache)
+		if r.XCache != o.xcache {
+			t.Errorf("%s: X-Cache %q, want %q", what, r.XCache, o.xcache)
 		}
 		return
 	}
-	if r.contentType != "application/json" || r.code() != o.code {
-		t.Errorf("%s: %s %q, want a JSON error with code %s", what, r.contentType, r.body, o.code)
+	if r.ContentType != "application/json" || r.Code() != o.code {
+		t.Errorf("%s: %s %q, want a JSON error with code %s", what, r.ContentType, r.Body, o.code)
 	}
 }
 
@@ -147,8 +148,8 @@ func TestAWSFaultMatrix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := start(t, setup{
-				env: map[string]string{
+			e := exttest.Start(t, exttest.Setup{
+				Env: map[string]string{
 					"SECRETS_PREFETCH_SECRETS":                "cached-secret",
 					"SECRETS_PREFETCH_PARAMETERS":             "/cached/param",
 					"SECRETS_MANAGER_TTL":                     "60",
@@ -157,85 +158,85 @@ func TestAWSFaultMatrix(t *testing.T) {
 					"SECRETS_MANAGER_TIMEOUT_MILLIS":          tt.timeout,
 					"SSM_PARAMETER_STORE_TIMEOUT_MILLIS":      tt.timeout,
 				},
-				seed: func(ctx context.Context, a *awstest.AWS) {
-					must[string](t)(a.PutSecretString(ctx, "cached-secret", "cached-secret-value"))
-					must[string](t)(a.PutSecretString(ctx, "cold-secret", "cold-secret-value"))
-					must[int64](t)(a.PutParameter(ctx, "/cached/param", "cached-param-value", "SecureString"))
-					must[int64](t)(a.PutParameter(ctx, "/cold/param", "cold-param-value", "SecureString"))
+				Seed: func(ctx context.Context, a *awstest.AWS) {
+					exttest.Must[string](t)(a.PutSecretString(ctx, "cached-secret", "cached-secret-value"))
+					exttest.Must[string](t)(a.PutSecretString(ctx, "cold-secret", "cold-secret-value"))
+					exttest.Must[int64](t)(a.PutParameter(ctx, "/cached/param", "cached-param-value", "SecureString"))
+					exttest.Must[int64](t)(a.PutParameter(ctx, "/cold/param", "cold-param-value", "SecureString"))
 				},
 			})
-			e.waitReady(t)
-			tt.inject(e.aws)
+			e.WaitReady(t)
+			tt.inject(e.AWS)
 
-			tt.coldSecret.check(t, "uncached secret", e.get(t, secretPath("cold-secret")))
-			tt.coldParam.check(t, "uncached parameter", e.get(t, paramPath("/cold/param")))
+			tt.coldSecret.check(t, "uncached secret", e.Get(t, exttest.SecretPath("cold-secret")))
+			tt.coldParam.check(t, "uncached parameter", e.Get(t, exttest.ParamPath("/cold/param")))
 
-			e.clock.Advance(90 * time.Second) // past the TTL, within the stale bound
+			e.Clock.Advance(90 * time.Second) // past the TTL, within the stale bound
 			items := []struct {
 				path, op, value string
 				want            outcome
 			}{
-				{secretPath("cached-secret"), awstest.OpGetSecretValue, "cached-secret-value", tt.expired},
-				{paramPath("/cached/param"), awstest.OpGetParameter, "cached-param-value", tt.expired},
+				{exttest.SecretPath("cached-secret"), awstest.OpGetSecretValue, "cached-secret-value", tt.expired},
+				{exttest.ParamPath("/cached/param"), awstest.OpGetParameter, "cached-param-value", tt.expired},
 			}
 			if tt.expiredParam != nil {
 				items[1].want = *tt.expiredParam
 			}
 			for _, it := range items {
-				e.aws.ResetCalls()
+				e.AWS.ResetCalls()
 				const readers = 20
-				rs := make([]response, readers)
+				rs := make([]exttest.Response, readers)
 				var wg sync.WaitGroup
 				for i := range readers {
-					wg.Go(func() { rs[i] = e.get(t, it.path) })
+					wg.Go(func() { rs[i] = e.Get(t, it.path) })
 				}
 				wg.Wait()
 				for i, r := range rs {
 					it.want.check(t, fmt.Sprintf("expired %s, reader %d", it.path, i), r)
-					if r.status == http.StatusOK && valueOf(t, r) != it.value {
-						t.Errorf("expired %s: value %q, want %q", it.path, valueOf(t, r), it.value)
+					if r.Status == http.StatusOK && exttest.ValueOf(t, r) != it.value {
+						t.Errorf("expired %s: value %q, want %q", it.path, exttest.ValueOf(t, r), it.value)
 					}
-					if it.want.xcache == "stale" && r.age != "90" {
-						t.Errorf("stale %s: Age %q, want 90", it.path, r.age)
+					if it.want.xcache == "stale" && r.Age != "90" {
+						t.Errorf("stale %s: Age %q, want 90", it.path, r.Age)
 					}
 				}
-				calls := e.aws.Calls(it.op)
+				calls := e.AWS.Calls(it.op)
 				switch {
 				case tt.oneAttempt && calls != 1:
 					t.Errorf("%d concurrent readers of expired %s made %d %s calls, want 1", readers, it.path, calls, it.op)
 				case calls < 1 || calls > sdkAttempts:
 					t.Errorf("%d concurrent readers of expired %s made %d %s calls, want one fetch (1 to %d attempts)", readers, it.path, calls, it.op, sdkAttempts)
 				}
-				if other := len(e.aws.AllCalls()) - 1; other > 0 {
-					t.Errorf("reads of %s called other operations too: %v", it.path, e.aws.AllCalls())
+				if other := len(e.AWS.AllCalls()) - 1; other > 0 {
+					t.Errorf("reads of %s called other operations too: %v", it.path, e.AWS.AllCalls())
 				}
 				if it.want.xcache == "miss" {
 					continue
 				}
 				// During the failure backoff reads call AWS no more.
-				e.aws.ResetCalls()
+				e.AWS.ResetCalls()
 				for range 5 {
-					it.want.check(t, "read during the backoff of "+it.path, e.get(t, it.path))
+					it.want.check(t, "read during the backoff of "+it.path, e.Get(t, it.path))
 				}
-				if calls := e.aws.AllCalls(); len(calls) != 0 {
+				if calls := e.AWS.AllCalls(); len(calls) != 0 {
 					t.Errorf("reads during the failure backoff called AWS: %v", calls)
 				}
 			}
 
 			select {
-			case <-e.done:
-				t.Fatalf("the extension stopped: %v\n%s", e.err, e.out)
+			case <-e.Done():
+				t.Fatalf("the extension stopped: %v\n%s", e.Err(), e.Out)
 			default:
 			}
-			if r := e.do(t.Context(), http.MethodGet, "/ping"); r.status != http.StatusOK {
-				t.Errorf("ping after the faults: %v", r)
+			if r := e.Do(t.Context(), http.MethodGet, "/ping"); r.Status != http.StatusOK {
+				t.Errorf("ping after the Faults: %v", r)
 			}
 
 			// AWS recovers; once the backoff has passed, reads fetch again.
-			e.aws.ClearFaults()
-			e.clock.Advance(10 * time.Minute)
+			e.AWS.ClearFaults()
+			e.Clock.Advance(10 * time.Minute)
 			for _, it := range items {
-				if r := e.get(t, it.path); valueOf(t, r) != it.value || r.xcache != "miss" {
+				if r := e.Get(t, it.path); exttest.ValueOf(t, r) != it.value || r.XCache != "miss" {
 					t.Errorf("after recovery %s: %v, want the value fetched again", it.path, r)
 				}
 			}
@@ -248,10 +249,10 @@ func TestAWSFaultMatrix(t *testing.T) {
 // few rounds of calls (doubling pauses), not one round per INVOKE; cached
 // values are served all along.
 func TestOutageDoesNotMakeEveryInvokeCallAWS(t *testing.T) {
-	secrets := names("fleet-secret-", 25)
-	params := names("/fleet/p", 15)
-	e := start(t, setup{
-		env: map[string]string{
+	secrets := exttest.Names("fleet-secret-", 25)
+	params := exttest.Names("/fleet/p", 15)
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":                strings.Join(secrets, ","),
 			"SECRETS_PREFETCH_PARAMETERS":             strings.Join(params, ","),
 			"SECRETS_MANAGER_TTL":                     "60",
@@ -259,22 +260,22 @@ func TestOutageDoesNotMakeEveryInvokeCallAWS(t *testing.T) {
 			"SECRETS_PREFETCH_REFRESH_AHEAD":          "0.5",
 			"SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS": "3600",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
+		Seed: func(ctx context.Context, a *awstest.AWS) {
 			for _, s := range secrets {
-				must[string](t)(a.PutSecretString(ctx, s, "v-"+s))
+				exttest.Must[string](t)(a.PutSecretString(ctx, s, "v-"+s))
 			}
 			for _, p := range params {
-				must[int64](t)(a.PutParameter(ctx, p, "v-"+p, "String"))
+				exttest.Must[int64](t)(a.PutParameter(ctx, p, "v-"+p, "String"))
 			}
 		},
 	})
-	e.waitReady(t)
-	e.aws.Inject(awstest.OpAll, awstest.InternalError())
-	e.aws.ResetCalls()
+	e.WaitReady(t)
+	e.AWS.Inject(awstest.OpAll, awstest.InternalError())
+	e.AWS.ResetCalls()
 
-	e.clock.Advance(40 * time.Second) // past the refresh point (30 s, up to 10% earlier)
-	e.invoke(t)
-	first := e.aws.AllCalls()
+	e.Clock.Advance(40 * time.Second) // past the refresh point (30 s, up to 10% earlier)
+	e.Invoke(t)
+	first := e.AWS.AllCalls()
 	wantFirst := map[string]int{awstest.OpBatchGetSecretValue: 2 * sdkAttempts, awstest.OpGetParameters: 2 * sdkAttempts}
 	for op, n := range first {
 		if n > wantFirst[op] {
@@ -286,22 +287,22 @@ func TestOutageDoesNotMakeEveryInvokeCallAWS(t *testing.T) {
 	}
 
 	// INVOKEs in quick succession: all within the backoff.
-	e.aws.ResetCalls()
+	e.AWS.ResetCalls()
 	for range 10 {
-		e.invoke(t)
+		e.Invoke(t)
 	}
-	if calls := e.aws.AllCalls(); len(calls) != 0 {
+	if calls := e.AWS.AllCalls(); len(calls) != 0 {
 		t.Errorf("INVOKEs during the refresh backoff called AWS: %v", calls)
 	}
 
 	// One INVOKE a second for two minutes of outage: the refresh backs
 	// off 1 s, 2 s, 4 s... so only a few of the 120 INVOKEs call AWS.
-	e.aws.ResetCalls()
+	e.AWS.ResetCalls()
 	rounds, before := 0, 0
 	for range 120 {
-		e.clock.Advance(time.Second)
-		e.invoke(t)
-		if n := e.aws.Calls(awstest.OpBatchGetSecretValue); n > before {
+		e.Clock.Advance(time.Second)
+		e.Invoke(t)
+		if n := e.AWS.Calls(awstest.OpBatchGetSecretValue); n > before {
 			rounds++
 			before = n
 		}
@@ -309,12 +310,12 @@ func TestOutageDoesNotMakeEveryInvokeCallAWS(t *testing.T) {
 	if rounds < 2 || rounds > 9 {
 		t.Errorf("%d of 120 INVOKEs during an outage called AWS, want a handful (exponential backoff)", rounds)
 	}
-	t.Logf("outage: %d of 120 INVOKEs called AWS; calls %v", rounds, e.aws.AllCalls())
+	t.Logf("outage: %d of 120 INVOKEs called AWS; calls %v", rounds, e.AWS.AllCalls())
 
 	// Cached values are served all along: fresh, then stale.
-	for _, p := range []string{secretPath(secrets[0]), paramPath(params[0])} {
-		r := e.get(t, p)
-		if r.status != http.StatusOK || r.xcache != "stale" {
+	for _, p := range []string{exttest.SecretPath(secrets[0]), exttest.ParamPath(params[0])} {
+		r := e.Get(t, p)
+		if r.Status != http.StatusOK || r.XCache != "stale" {
 			t.Errorf("%s during the outage: %v, want the cached value as stale", p, r)
 		}
 	}
@@ -324,52 +325,52 @@ func TestOutageDoesNotMakeEveryInvokeCallAWS(t *testing.T) {
 // fail for some items refreshes the others, keeps the old value of an item
 // whose failure is transient, and stops serving one AWS reports missing.
 func TestRefreshUnderPartialBatchFailures(t *testing.T) {
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":       "rs-1,rs-2,rs-3",
 			"SECRETS_PREFETCH_PARAMETERS":    "/rp/1,/rp/2,/rp/3",
 			"SECRETS_MANAGER_TTL":            "60",
 			"SSM_PARAMETER_STORE_TTL":        "60",
 			"SECRETS_PREFETCH_REFRESH_AHEAD": "0.5",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
+		Seed: func(ctx context.Context, a *awstest.AWS) {
 			for _, n := range []string{"1", "2", "3"} {
-				must[string](t)(a.PutSecretString(ctx, "rs-"+n, "old-"+n))
-				must[int64](t)(a.PutParameter(ctx, "/rp/"+n, "old-"+n, "String"))
+				exttest.Must[string](t)(a.PutSecretString(ctx, "rs-"+n, "old-"+n))
+				exttest.Must[int64](t)(a.PutParameter(ctx, "/rp/"+n, "old-"+n, "String"))
 			}
 		},
 	})
-	e.waitReady(t)
+	e.WaitReady(t)
 	for _, n := range []string{"1", "2", "3"} {
-		must[string](t)(e.aws.UpdateSecret(t.Context(), "rs-"+n, "new-"+n))
-		must[int64](t)(e.aws.PutParameter(t.Context(), "/rp/"+n, "new-"+n, "String"))
+		exttest.Must[string](t)(e.AWS.UpdateSecret(t.Context(), "rs-"+n, "new-"+n))
+		exttest.Must[int64](t)(e.AWS.PutParameter(t.Context(), "/rp/"+n, "new-"+n, "String"))
 	}
-	e.aws.Inject(awstest.OpBatchGetSecretValue, awstest.PartialFailure(awstest.CodeSMInternal, "rs-2").Times(1))
-	e.aws.Inject(awstest.OpGetParameters, awstest.PartialFailure("", "/rp/2").Times(1))
-	e.aws.ResetCalls()
-	e.clock.Advance(40 * time.Second)
-	e.invoke(t)
-	if got := e.aws.Calls(awstest.OpBatchGetSecretValue) + e.aws.Calls(awstest.OpGetParameters); got != 2 {
-		t.Errorf("refresh made %d batch calls, want 2: %v", got, e.aws.AllCalls())
+	e.AWS.Inject(awstest.OpBatchGetSecretValue, awstest.PartialFailure(awstest.CodeSMInternal, "rs-2").Times(1))
+	e.AWS.Inject(awstest.OpGetParameters, awstest.PartialFailure("", "/rp/2").Times(1))
+	e.AWS.ResetCalls()
+	e.Clock.Advance(40 * time.Second)
+	e.Invoke(t)
+	if got := e.AWS.Calls(awstest.OpBatchGetSecretValue) + e.AWS.Calls(awstest.OpGetParameters); got != 2 {
+		t.Errorf("refresh made %d batch calls, want 2: %v", got, e.AWS.AllCalls())
 	}
 	want := map[string]outcome{
-		secretPath("rs-1"): {status: http.StatusOK, xcache: "hit"},
-		secretPath("rs-2"): {status: http.StatusOK, xcache: "hit"}, // transient: the old value, still within its TTL
-		secretPath("rs-3"): {status: http.StatusOK, xcache: "hit"},
-		paramPath("/rp/1"): {status: http.StatusOK, xcache: "hit"},
-		paramPath("/rp/2"): {status: http.StatusNotFound, code: awstest.CodeParameterNotFound}, // reported missing
-		paramPath("/rp/3"): {status: http.StatusOK, xcache: "hit"},
+		exttest.SecretPath("rs-1"): {status: http.StatusOK, xcache: "hit"},
+		exttest.SecretPath("rs-2"): {status: http.StatusOK, xcache: "hit"}, // transient: the old value, still within its TTL
+		exttest.SecretPath("rs-3"): {status: http.StatusOK, xcache: "hit"},
+		exttest.ParamPath("/rp/1"): {status: http.StatusOK, xcache: "hit"},
+		exttest.ParamPath("/rp/2"): {status: http.StatusNotFound, code: awstest.CodeParameterNotFound}, // reported missing
+		exttest.ParamPath("/rp/3"): {status: http.StatusOK, xcache: "hit"},
 	}
-	values := map[string]string{secretPath("rs-1"): "new-1", secretPath("rs-2"): "old-2", secretPath("rs-3"): "new-3", paramPath("/rp/1"): "new-1", paramPath("/rp/3"): "new-3"}
-	e.aws.ResetCalls()
+	values := map[string]string{exttest.SecretPath("rs-1"): "new-1", exttest.SecretPath("rs-2"): "old-2", exttest.SecretPath("rs-3"): "new-3", exttest.ParamPath("/rp/1"): "new-1", exttest.ParamPath("/rp/3"): "new-3"}
+	e.AWS.ResetCalls()
 	for _, p := range slices.Sorted(maps.Keys(want)) {
-		r := e.get(t, p)
+		r := e.Get(t, p)
 		want[p].check(t, p, r)
-		if v, ok := values[p]; ok && r.status == http.StatusOK && valueOf(t, r) != v {
-			t.Errorf("%s = %q, want %q", p, valueOf(t, r), v)
+		if v, ok := values[p]; ok && r.Status == http.StatusOK && exttest.ValueOf(t, r) != v {
+			t.Errorf("%s = %q, want %q", p, exttest.ValueOf(t, r), v)
 		}
 	}
-	if calls := e.aws.AllCalls(); len(calls) != 0 {
+	if calls := e.AWS.AllCalls(); len(calls) != 0 {
 		t.Errorf("reads after the partial refresh called AWS: %v", calls)
 	}
 }
@@ -382,12 +383,12 @@ func TestSDKRetriesBackOffWithJitter(t *testing.T) {
 		mu       sync.Mutex // protects arrivals
 		arrivals []time.Time
 	)
-	e := start(t, setup{
-		env: map[string]string{"SECRETS_MANAGER_TIMEOUT_MILLIS": "10000"},
-		seed: func(ctx context.Context, a *awstest.AWS) {
-			must[string](t)(a.PutSecretString(ctx, "throttled", "v"))
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{"SECRETS_MANAGER_TIMEOUT_MILLIS": "10000"},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "throttled", "v"))
 		},
-		endpoint: func(next http.Handler) http.Handler {
+		Endpoint: func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if opOf(r) == awstest.OpGetSecretValue {
 					mu.Lock()
@@ -398,8 +399,8 @@ func TestSDKRetriesBackOffWithJitter(t *testing.T) {
 			})
 		},
 	})
-	e.waitReady(t)
-	e.aws.Inject(awstest.OpGetSecretValue, awstest.Throttling())
+	e.WaitReady(t)
+	e.AWS.Inject(awstest.OpGetSecretValue, awstest.Throttling())
 	const fetches = 4
 	var gaps []time.Duration
 	for i := range fetches {
@@ -407,8 +408,8 @@ func TestSDKRetriesBackOffWithJitter(t *testing.T) {
 		arrivals = arrivals[:0]
 		mu.Unlock()
 		// refreshNow skips the cache's own failure backoff.
-		r := e.get(t, secretPath("throttled")+"&refreshNow=true")
-		if r.status != http.StatusBadGateway || r.code() != awstest.CodeThrottling {
+		r := e.Get(t, exttest.SecretPath("throttled")+"&refreshNow=true")
+		if r.Status != http.StatusBadGateway || r.Code() != awstest.CodeThrottling {
 			t.Fatalf("fetch %d: %v, want 502 ThrottlingException", i, r)
 		}
 		mu.Lock()
@@ -433,50 +434,42 @@ func TestSDKRetriesBackOffWithJitter(t *testing.T) {
 	t.Logf("retry pauses: %v", gaps)
 }
 
-func names(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s%02d", prefix, i)
-	}
-	return out
-}
-
 // TestBatchRefusedAtRefreshFallsBack: when BatchGetSecretValue is refused
 // (AccessDenied: the role lacks it) at an INVOKE refresh rather than during
 // Init, the refresh falls back to GetSecretValue per secret, and later
 // refreshes don't ask for the batch API again.
 func TestBatchRefusedAtRefreshFallsBack(t *testing.T) {
-	secrets := names("refused-", 3)
-	e := start(t, setup{
-		env: map[string]string{
+	secrets := exttest.Names("refused-", 3)
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":       strings.Join(secrets, ","),
 			"SECRETS_MANAGER_TTL":            "60",
 			"SECRETS_PREFETCH_REFRESH_AHEAD": "0.5",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
+		Seed: func(ctx context.Context, a *awstest.AWS) {
 			for _, s := range secrets {
-				must[string](t)(a.PutSecretString(ctx, s, "old"))
+				exttest.Must[string](t)(a.PutSecretString(ctx, s, "old"))
 			}
 		},
 	})
-	e.waitReady(t)
-	if n := e.aws.Calls(awstest.OpBatchGetSecretValue); n != 1 {
+	e.WaitReady(t)
+	if n := e.AWS.Calls(awstest.OpBatchGetSecretValue); n != 1 {
 		t.Fatalf("prefetch made %d BatchGetSecretValue calls, want 1", n)
 	}
-	e.aws.Inject(awstest.OpBatchGetSecretValue, awstest.AccessDenied())
+	e.AWS.Inject(awstest.OpBatchGetSecretValue, awstest.AccessDenied())
 	for _, s := range secrets {
-		must[string](t)(e.aws.UpdateSecret(t.Context(), s, "new"))
+		exttest.Must[string](t)(e.AWS.UpdateSecret(t.Context(), s, "new"))
 	}
 	for round := range 2 {
-		e.aws.ResetCalls()
-		e.clock.Advance(40 * time.Second)
-		e.invoke(t)
+		e.AWS.ResetCalls()
+		e.Clock.Advance(40 * time.Second)
+		e.Invoke(t)
 		wantBatch := 1 - round // refused once, then not asked again
-		if b, g := e.aws.Calls(awstest.OpBatchGetSecretValue), e.aws.Calls(awstest.OpGetSecretValue); b != wantBatch || g != len(secrets) {
+		if b, g := e.AWS.Calls(awstest.OpBatchGetSecretValue), e.AWS.Calls(awstest.OpGetSecretValue); b != wantBatch || g != len(secrets) {
 			t.Errorf("refresh %d: %d BatchGetSecretValue and %d GetSecretValue calls, want %d and %d", round, b, g, wantBatch, len(secrets))
 		}
 		for _, s := range secrets {
-			if r := e.get(t, secretPath(s)); r.xcache != "hit" || valueOf(t, r) != "new" {
+			if r := e.Get(t, exttest.SecretPath(s)); r.XCache != "hit" || exttest.ValueOf(t, r) != "new" {
 				t.Errorf("refresh %d: %s = %v, want the new value as a hit", round, s, r)
 			}
 		}

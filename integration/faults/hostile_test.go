@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 )
 
@@ -38,26 +39,26 @@ type hostileCase struct {
 // prefetched items are still hits with the same bodies, although the cache
 // is small and the barrage names many items AWS doesn't have.
 func TestHostileInputThroughTheServer(t *testing.T) {
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":                     "kept-secret,plain-secret,binary-secret",
 			"SECRETS_PREFETCH_PARAMETERS":                  "/kept/param",
 			"PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE":      "6",
 			"PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS": "3",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
-			must[string](t)(a.PutSecretString(ctx, "kept-secret", `{"user":"u","password":"p"}`))
-			must[string](t)(a.PutSecretString(ctx, "plain-secret", "not json at all"))
-			must[string](t)(a.PutSecretBinary(ctx, "binary-secret", []byte{0, 1, 2, 0xff}))
-			must[int64](t)(a.PutParameter(ctx, "/kept/param", "kept-value", "SecureString"))
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "kept-secret", `{"user":"u","password":"p"}`))
+			exttest.Must[string](t)(a.PutSecretString(ctx, "plain-secret", "not json at all"))
+			exttest.Must[string](t)(a.PutSecretBinary(ctx, "binary-secret", []byte{0, 1, 2, 0xff}))
+			exttest.Must[int64](t)(a.PutParameter(ctx, "/kept/param", "kept-value", "SecureString"))
 		},
 	})
-	e.waitReady(t)
-	kept := []string{secretPath("kept-secret"), paramPath("/kept/param")}
-	before := map[string]response{}
+	e.WaitReady(t)
+	kept := []string{exttest.SecretPath("kept-secret"), exttest.ParamPath("/kept/param")}
+	before := map[string]exttest.Response{}
 	for _, p := range kept {
-		r := e.get(t, p)
-		if r.status != http.StatusOK || r.xcache != "hit" {
+		r := e.Get(t, p)
+		if r.Status != http.StatusOK || r.XCache != "hit" {
 			t.Fatalf("%s before the barrage: %v", p, r)
 		}
 		before[p] = r
@@ -69,9 +70,9 @@ func TestHostileInputThroughTheServer(t *testing.T) {
 		{name: "no token", path: sp + "secretId=kept-secret", noToken: true, status: 401, code: "MissingToken"},
 		{name: "empty token", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, ""}, status: 401, code: "MissingToken"},
 		{name: "wrong token", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, "guess"}, status: 403, code: "InvalidToken"},
-		{name: "token prefix", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, token[:len(token)-1]}, status: 403, code: "InvalidToken"},
-		{name: "token plus a byte", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, token + "x"}, status: 403, code: "InvalidToken"},
-		{name: "token in the query", path: sp + "secretId=kept-secret&" + localserver.TokenHeader + "=" + token, noToken: true, status: 401, code: "MissingToken"},
+		{name: "token prefix", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, exttest.Token[:len(exttest.Token)-1]}, status: 403, code: "InvalidToken"},
+		{name: "token plus a byte", path: sp + "secretId=kept-secret", noToken: true, header: []string{localserver.TokenHeader, exttest.Token + "x"}, status: 403, code: "InvalidToken"},
+		{name: "token in the query", path: sp + "secretId=kept-secret&" + localserver.TokenHeader + "=" + exttest.Token, noToken: true, status: 401, code: "MissingToken"},
 		{name: "X-Forwarded-For", path: sp + "secretId=kept-secret", header: []string{"X-Forwarded-For", "203.0.113.7"}, status: 403, code: "ForwardedRequestRefused"},
 		{name: "X-Forwarded-For on ping", path: "/ping", header: []string{"X-Forwarded-For", "203.0.113.7"}, status: 403, code: "ForwardedRequestRefused"},
 		{name: "POST", method: http.MethodPost, path: sp + "secretId=kept-secret", status: 405, code: "MethodNotAllowed"},
@@ -128,24 +129,24 @@ func TestHostileInputThroughTheServer(t *testing.T) {
 		}
 		header := c.header
 		if !c.noToken {
-			header = append([]string{localserver.TokenHeader, token}, header...)
+			header = append([]string{localserver.TokenHeader, exttest.Token}, header...)
 		}
-		r := e.do(t.Context(), method, c.path, header...)
-		if r.err != nil {
-			t.Errorf("%s: %v, want %d", c.name, r.err, c.status)
+		r := e.Do(t.Context(), method, c.path, header...)
+		if r.Err != nil {
+			t.Errorf("%s: %v, want %d", c.name, r.Err, c.status)
 			continue
 		}
-		if r.status != c.status || r.contentType != "application/json" || r.code() == "" || c.code != "" && r.code() != c.code {
-			t.Errorf("%s: %d %s %q, want %d JSON %s", c.name, r.status, r.contentType, r.body, c.status, c.code)
+		if r.Status != c.status || r.ContentType != "application/json" || r.Code() == "" || c.code != "" && r.Code() != c.code {
+			t.Errorf("%s: %d %s %q, want %d JSON %s", c.name, r.Status, r.ContentType, r.Body, c.status, c.code)
 		}
-		if r.xcache != "" || r.age != "" {
-			t.Errorf("%s: an error with X-Cache %q, Age %q", c.name, r.xcache, r.age)
+		if r.XCache != "" || r.Age != "" {
+			t.Errorf("%s: an error with X-Cache %q, Age %q", c.name, r.XCache, r.Age)
 		}
 		// HEAD gets the same status, without a body.
 		if method == http.MethodGet {
-			h := e.do(t.Context(), http.MethodHead, c.path, header...)
-			if h.status != c.status || h.body != "" {
-				t.Errorf("%s as HEAD: %d %q, want %d and no body", c.name, h.status, h.body, c.status)
+			h := e.Do(t.Context(), http.MethodHead, c.path, header...)
+			if h.Status != c.status || h.Body != "" {
+				t.Errorf("%s as HEAD: %d %q, want %d and no body", c.name, h.Status, h.Body, c.status)
 			}
 		}
 	}
@@ -153,17 +154,17 @@ func TestHostileInputThroughTheServer(t *testing.T) {
 	checkServerLimits(t, e)
 
 	// The cache is intact: the prefetched items are hits, with the same bodies.
-	e.aws.ResetCalls()
+	e.AWS.ResetCalls()
 	for _, p := range kept {
-		r := e.get(t, p)
-		if r.status != http.StatusOK || r.xcache != "hit" || r.body != before[p].body {
+		r := e.Get(t, p)
+		if r.Status != http.StatusOK || r.XCache != "hit" || r.Body != before[p].Body {
 			t.Errorf("%s after the barrage: %v, want the same body as a hit", p, r)
 		}
 	}
-	if calls := e.aws.AllCalls(); len(calls) != 0 {
+	if calls := e.AWS.AllCalls(); len(calls) != 0 {
 		t.Errorf("reading the kept items after the barrage called AWS: %v", calls)
 	}
-	if r := e.do(t.Context(), http.MethodGet, "/ping"); r.status != http.StatusOK {
+	if r := e.Do(t.Context(), http.MethodGet, "/ping"); r.Status != http.StatusOK {
 		t.Errorf("ping after the barrage: %v", r)
 	}
 }
@@ -173,7 +174,7 @@ func TestHostileInputThroughTheServer(t *testing.T) {
 // MaxHeaderBytes, and malformed request lines. net/http answers those in
 // plain text (431 or 400) and closes the connection; the status is what a
 // client can rely on. The server keeps serving.
-func checkServerLimits(t *testing.T, e *ext) {
+func checkServerLimits(t *testing.T, e *exttest.Ext) {
 	t.Helper()
 	huge := strings.Repeat("b", 64<<10)
 	tests := []struct {
@@ -181,7 +182,7 @@ func checkServerLimits(t *testing.T, e *ext) {
 		request string
 		status  int
 	}{
-		{"64 KiB URL", "GET /secretsmanager/get?secretId=" + huge + " HTTP/1.1\r\nHost: x\r\n" + localserver.TokenHeader + ": " + token + "\r\n\r\n", 431},
+		{"64 KiB URL", "GET /secretsmanager/get?secretId=" + huge + " HTTP/1.1\r\nHost: x\r\n" + localserver.TokenHeader + ": " + exttest.Token + "\r\n\r\n", 431},
 		{"64 KiB header", "GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + huge + "\r\n\r\n", 431},
 		{"many headers", "GET /ping HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 4000) + "\r\n", 431},
 		{"control character in the URL", "GET /secretsmanager/get?secretId=a\x01b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
@@ -191,7 +192,7 @@ func checkServerLimits(t *testing.T, e *ext) {
 		{"bad version", "GET /ping HTTP/9.9\r\nHost: x\r\n\r\n", 505},
 	}
 	for _, tt := range tests {
-		status, err := rawRequest(e.addr, tt.request)
+		status, err := rawRequest(e.Addr, tt.request)
 		if err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
@@ -227,18 +228,18 @@ func rawRequest(addr, request string) (int, error) {
 func TestTooManyConcurrentReads(t *testing.T) {
 	const slots, extra = 256, 44 // localserver's default MaxInFlight
 	g := newGate(awstest.OpGetSecretValue)
-	e := start(t, setup{
-		env:      map[string]string{"SECRETS_MANAGER_TIMEOUT_MILLIS": "120000"},
-		endpoint: g.wrap,
-		seed: func(ctx context.Context, a *awstest.AWS) {
-			must[string](t)(a.PutSecretString(ctx, "busy", "busy-value"))
+	e := exttest.Start(t, exttest.Setup{
+		Env:      map[string]string{"SECRETS_MANAGER_TIMEOUT_MILLIS": "120000"},
+		Endpoint: g.wrap,
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "busy", "busy-value"))
 		},
 	})
 	t.Cleanup(g.open)
-	e.waitReady(t)
-	results := make(chan response, slots+extra)
+	e.WaitReady(t)
+	results := make(chan exttest.Response, slots+extra)
 	for range slots + extra {
-		go func() { results <- e.get(t, secretPath("busy")) }()
+		go func() { results <- e.Get(t, exttest.SecretPath("busy")) }()
 	}
 	recv(t, g.arrived, "the fetch to reach AWS")
 	// The reads beyond the slots are answered while AWS still holds the
@@ -246,7 +247,7 @@ func TestTooManyConcurrentReads(t *testing.T) {
 	for i := range extra {
 		select {
 		case r := <-results:
-			if r.status != http.StatusTooManyRequests || r.code() != "TooManyRequests" {
+			if r.Status != http.StatusTooManyRequests || r.Code() != "TooManyRequests" {
 				t.Fatalf("answer %d while every slot waits: %v, want 429 TooManyRequests", i, r)
 			}
 		case <-time.After(30 * time.Second):
@@ -262,14 +263,14 @@ func TestTooManyConcurrentReads(t *testing.T) {
 	for i := range slots {
 		select {
 		case r := <-results:
-			if r.status != http.StatusOK || valueOf(t, r) != "busy-value" {
+			if r.Status != http.StatusOK || exttest.ValueOf(t, r) != "busy-value" {
 				t.Errorf("waiting read %d: %v, want its value", i, r)
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("only %d of the %d waiting reads completed", i, slots)
 		}
 	}
-	if n := e.aws.Calls(awstest.OpGetSecretValue); n != 1 {
+	if n := e.AWS.Calls(awstest.OpGetSecretValue); n != 1 {
 		t.Errorf("%d concurrent reads of one item made %d GetSecretValue calls, want 1", slots, n)
 	}
 }
@@ -280,17 +281,17 @@ func TestTooManyConcurrentReads(t *testing.T) {
 // further such reads get 429 at once, and the extension keeps serving what
 // it has.
 func TestLazyFloodIsBounded(t *testing.T) {
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":       "kept",
 			"SECRETS_MANAGER_TIMEOUT_MILLIS": "10000",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
-			must[string](t)(a.PutSecretString(ctx, "kept", "kept-value"))
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "kept", "kept-value"))
 		},
 	})
-	e.waitReady(t)
-	e.aws.Inject(awstest.OpAll, awstest.BlackHole())
+	e.WaitReady(t)
+	e.AWS.Inject(awstest.OpAll, awstest.BlackHole())
 	base := runtime.NumGoroutine()
 
 	const clients, perClient, maxFetches = 16, 100, 256
@@ -303,7 +304,7 @@ func TestLazyFloodIsBounded(t *testing.T) {
 			for i := range perClient {
 				// Each caller gives up almost at once.
 				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-				e.do(ctx, http.MethodGet, secretPath(fmt.Sprintf("flood-%d-%d", c, i)), localserver.TokenHeader, token)
+				e.Do(ctx, http.MethodGet, exttest.SecretPath(fmt.Sprintf("flood-%d-%d", c, i)), localserver.TokenHeader, exttest.Token)
 				cancel()
 				sent.Add(1)
 			}
@@ -321,10 +322,10 @@ func TestLazyFloodIsBounded(t *testing.T) {
 		t.Errorf("only %d fetches in flight: the flood did not reach the bound, the test proves nothing", fetches)
 	}
 	// At the bound, a read of yet another name is refused at once.
-	if r := e.get(t, secretPath("one-more")); r.status != http.StatusTooManyRequests || r.code() != "TooManyRequests" {
+	if r := e.Get(t, exttest.SecretPath("one-more")); r.Status != http.StatusTooManyRequests || r.Code() != "TooManyRequests" {
 		t.Errorf("a new name at the bound: %v, want 429 TooManyRequests", r)
 	}
-	if r := e.get(t, secretPath("kept")); r.status != http.StatusOK || r.xcache != "hit" {
+	if r := e.Get(t, exttest.SecretPath("kept")); r.Status != http.StatusOK || r.XCache != "hit" {
 		t.Errorf("kept after the flood: %v, want a hit", r)
 	}
 }

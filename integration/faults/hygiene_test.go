@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 )
@@ -32,7 +33,7 @@ var hygBinary = []byte("HYG-BINARY-90ab\x00\xff")
 // secretValues are every seeded value in the forms they could leak in.
 func secretValues() []string {
 	return []string{hygUser, hygPass, hygPlain, hygSecure, hygString, hygTree, hygRotated, hygFailing, hygOld,
-		"HYG-BINARY-90ab", base64.StdEncoding.EncodeToString(hygBinary), token}
+		"HYG-BINARY-90ab", base64.StdEncoding.EncodeToString(hygBinary), exttest.Token}
 }
 
 // TestValuesNeverLeak seeds distinctive values, runs every path — prefetch
@@ -44,32 +45,32 @@ func secretValues() []string {
 // or the scan would prove nothing.
 func TestValuesNeverLeak(t *testing.T) {
 	seed := func(ctx context.Context, a *awstest.AWS) {
-		must[string](t)(a.PutSecretString(ctx, "hyg/json", `{"user":"`+hygUser+`","password":"`+hygPass+`"}`))
-		must[string](t)(a.PutSecretString(ctx, "hyg/plain", hygPlain))
-		must[string](t)(a.PutSecretBinary(ctx, "hyg/binary", hygBinary))
-		must[string](t)(a.PutSecretString(ctx, "hyg/failing", hygFailing))
-		must[string](t)(a.PutSecretString(ctx, "hyg/rotating", hygOld))
-		must[int64](t)(a.PutParameter(ctx, "/hyg/secure", hygSecure, "SecureString"))
-		must[int64](t)(a.PutParameter(ctx, "/hyg/string", hygString, "String"))
-		must[int64](t)(a.PutParameter(ctx, "/hyg/tree/leaf", hygTree, "SecureString"))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "hyg/json", `{"user":"`+hygUser+`","password":"`+hygPass+`"}`))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "hyg/plain", hygPlain))
+		exttest.Must[string](t)(a.PutSecretBinary(ctx, "hyg/binary", hygBinary))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "hyg/failing", hygFailing))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "hyg/rotating", hygOld))
+		exttest.Must[int64](t)(a.PutParameter(ctx, "/hyg/secure", hygSecure, "SecureString"))
+		exttest.Must[int64](t)(a.PutParameter(ctx, "/hyg/string", hygString, "String"))
+		exttest.Must[int64](t)(a.PutParameter(ctx, "/hyg/tree/leaf", hygTree, "SecureString"))
 	}
 	var (
 		mu          sync.Mutex // protects errorBodies and successes
 		errorBodies []string
 		successes   strings.Builder
 	)
-	record := func(r response) {
+	record := func(r exttest.Response) {
 		mu.Lock()
 		defer mu.Unlock()
-		if r.status == http.StatusOK {
-			successes.WriteString(r.body)
+		if r.Status == http.StatusOK {
+			successes.WriteString(r.Body)
 		} else {
-			errorBodies = append(errorBodies, r.body)
+			errorBodies = append(errorBodies, r.Body)
 		}
 	}
 
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":                "hyg/json,hyg/plain,hyg/binary,hyg/failing,hyg/rotating,hyg/missing",
 			"SECRETS_PREFETCH_PARAMETERS":             "/hyg/secure,/hyg/string,/hyg/missing,/hyg/tree/*",
 			"SECRETS_MANAGER_TTL":                     "60",
@@ -78,12 +79,12 @@ func TestValuesNeverLeak(t *testing.T) {
 			"SECRETS_MANAGER_TIMEOUT_MILLIS":          "300",
 			"SSM_PARAMETER_STORE_TIMEOUT_MILLIS":      "300",
 		},
-		seed: seed,
-		faults: func(a *awstest.AWS) {
+		Seed: seed,
+		Faults: func(a *awstest.AWS) {
 			a.Inject(awstest.OpBatchGetSecretValue, awstest.PartialFailure(awstest.CodeDecryptionFailure, "hyg/failing").Times(1))
 		},
 	})
-	e.waitReady(t)
+	e.WaitReady(t)
 
 	sp, pp := "/secretsmanager/get?secretId=", "/systemsmanager/parameters/get?name="
 	reads := []string{
@@ -102,14 +103,14 @@ func TestValuesNeverLeak(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, p := range reads {
 			wg.Go(func() {
-				record(e.get(t, p))
-				record(e.do(t.Context(), http.MethodHead, p, localserver.TokenHeader, token))
+				record(e.Get(t, p))
+				record(e.Do(t.Context(), http.MethodHead, p, localserver.TokenHeader, exttest.Token))
 			})
 		}
 		wg.Wait()
-		record(e.do(t.Context(), http.MethodGet, reads[0]))
-		record(e.do(t.Context(), http.MethodGet, reads[0], localserver.TokenHeader, "wrong"))
-		record(e.do(t.Context(), http.MethodPost, reads[0], localserver.TokenHeader, token))
+		record(e.Do(t.Context(), http.MethodGet, reads[0]))
+		record(e.Do(t.Context(), http.MethodGet, reads[0], localserver.TokenHeader, "wrong"))
+		record(e.Do(t.Context(), http.MethodPost, reads[0], localserver.TokenHeader, exttest.Token))
 	}
 	readAll()
 
@@ -120,39 +121,39 @@ func TestValuesNeverLeak(t *testing.T) {
 		awstest.Latency(time.Minute),
 	}
 	for _, f := range faults {
-		e.aws.ClearFaults()
-		e.aws.Inject(awstest.OpAll, f)
-		e.clock.Advance(90 * time.Second) // past the TTL: reads and the INVOKE fetch
+		e.AWS.ClearFaults()
+		e.AWS.Inject(awstest.OpAll, f)
+		e.Clock.Advance(90 * time.Second) // past the TTL: reads and the INVOKE fetch
 		readAll()
-		e.invoke(t)
-		e.clock.Advance(10 * time.Minute) // past any backoff
+		e.Invoke(t)
+		e.Clock.Advance(10 * time.Minute) // past any backoff
 	}
 
 	// A rotation picked up by an INVOKE refresh.
-	e.aws.ClearFaults()
-	must[string](t)(e.aws.UpdateSecret(t.Context(), "hyg/rotating", hygRotated))
-	e.clock.Advance(10 * time.Minute)
-	e.invoke(t)
-	record(e.get(t, sp+"hyg/rotating"))
+	e.AWS.ClearFaults()
+	exttest.Must[string](t)(e.AWS.UpdateSecret(t.Context(), "hyg/rotating", hygRotated))
+	e.Clock.Advance(10 * time.Minute)
+	e.Invoke(t)
+	record(e.Get(t, sp+"hyg/rotating"))
 
-	e.api.Push(extapitest.Shutdown(extapitest.ReasonSpindown, time.Now().Add(2*time.Second)))
-	if err := e.wait(t, 10*time.Second); err != nil {
+	e.API.Push(extapitest.Shutdown(extapitest.ReasonSpindown, time.Now().Add(2*time.Second)))
+	if err := e.Wait(t, 10*time.Second); err != nil {
 		t.Fatalf("Run after SHUTDOWN = %v", err)
 	}
 
 	// A required prefetch that fails Init, while values sit in the cache.
-	req := start(t, setup{
-		env: map[string]string{
+	req := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":    "hyg/json,hyg/failing,hyg/missing",
 			"SECRETS_PREFETCH_PARAMETERS": "/hyg/secure",
 			"SECRETS_PREFETCH_REQUIRED":   "true",
 		},
-		seed: seed,
-		faults: func(a *awstest.AWS) {
+		Seed: seed,
+		Faults: func(a *awstest.AWS) {
 			a.Inject(awstest.OpBatchGetSecretValue, awstest.PartialFailure(awstest.CodeDecryptionFailure, "hyg/failing"))
 		},
 	})
-	if err := req.wait(t, 20*time.Second); err == nil {
+	if err := req.Wait(t, 20*time.Second); err == nil {
 		t.Fatal("the required prefetch did not fail")
 	}
 
@@ -167,11 +168,11 @@ func TestValuesNeverLeak(t *testing.T) {
 	}
 	// ...and nowhere else.
 	scan := map[string]string{
-		"the log":               e.out.String(),
-		"the failed Init's log": req.out.String(),
+		"the log":               e.Out.String(),
+		"the failed Init's log": req.Out.String(),
 		"the error answers":     strings.Join(errorBodies, "\n"),
-		"the Extensions API":    lambdaTraffic(e.rec),
-		"the failed Init's API": lambdaTraffic(req.rec),
+		"the Extensions API":    lambdaTraffic(e.Rec),
+		"the failed Init's API": lambdaTraffic(req.Rec),
 	}
 	for what, text := range scan {
 		for _, v := range secretValues() {
@@ -182,11 +183,11 @@ func TestValuesNeverLeak(t *testing.T) {
 	}
 	// The log is at debug level and says what happened, by name.
 	for _, want := range []string{"level=DEBUG", "hyg/failing", "DecryptionFailure", "hyg/missing"} {
-		if !strings.Contains(e.out.String(), want) {
+		if !strings.Contains(e.Out.String(), want) {
 			t.Errorf("the log lacks %q", want)
 		}
 	}
-	if msg := lambdaTraffic(req.rec); !strings.Contains(msg, "hyg/failing") || !strings.Contains(msg, "hyg/missing") {
+	if msg := lambdaTraffic(req.Rec); !strings.Contains(msg, "hyg/failing") || !strings.Contains(msg, "hyg/missing") {
 		t.Errorf("the init/error does not name the failed items: %s", msg)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 	"github.com/secrets-prefetch/secrets-prefetch/lifecycle"
 )
@@ -21,9 +22,9 @@ const nextAttempts = 5
 
 // checkStopped checks that the extension's server no longer accepts
 // connections.
-func checkStopped(t *testing.T, e *ext) {
+func checkStopped(t *testing.T, e *exttest.Ext) {
 	t.Helper()
-	if c, err := net.Dial("tcp", e.addr); err == nil {
+	if c, err := net.Dial("tcp", e.Addr); err == nil {
 		c.Close()
 		t.Error("the server still accepts connections after the extension stopped")
 	}
@@ -33,24 +34,24 @@ func checkStopped(t *testing.T, e *ext) {
 // again a bounded number of times, then reported with exit/error, and Run
 // returns the error (main exits non-zero).
 func TestNextFailingIsRetriedThenExitError(t *testing.T) {
-	e := start(t, setup{
-		before: func(api *extapitest.Server) {
+	e := exttest.Start(t, exttest.Setup{
+		Before: func(api *extapitest.Server) {
 			api.Inject(extapitest.RouteNext, extapitest.Fault{Status: http.StatusInternalServerError}, extapitest.Always)
 		},
 	})
-	err := e.wait(t, 20*time.Second)
+	err := e.Wait(t, 20*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "gave up after 5 attempts") {
 		t.Fatalf("Run = %v, want the event/next error after %d attempts", err, nextAttempts)
 	}
-	if n := e.rec.NextCalls(); n != nextAttempts {
+	if n := e.Rec.NextCalls(); n != nextAttempts {
 		t.Errorf("event/next was asked %d times, want %d", n, nextAttempts)
 	}
-	errs := e.rec.ExitErrors()
+	errs := e.Rec.ExitErrors()
 	if len(errs) != 1 || errs[0].Type != lifecycle.ErrorTypeRuntimeError || !strings.Contains(errs[0].Message, "500") {
 		t.Errorf("exit errors = %+v, want one %s naming the 500", errs, lifecycle.ErrorTypeRuntimeError)
 	}
-	if !strings.Contains(e.out.String(), "event/next failed") {
-		t.Errorf("the log does not say event/next failed:\n%s", e.out)
+	if !strings.Contains(e.Out.String(), "event/next failed") {
+		t.Errorf("the log does not say event/next failed:\n%s", e.Out)
 	}
 	checkStopped(t, e)
 }
@@ -59,11 +60,11 @@ func TestNextFailingIsRetriedThenExitError(t *testing.T) {
 // for an event (its connection dropped, later ones refused) ends Run with an
 // error after bounded retries, and the server is stopped.
 func TestExtensionsAPIDisappears(t *testing.T) {
-	e := start(t, setup{})
-	e.waitReady(t)
+	e := exttest.Start(t, exttest.Setup{})
+	e.WaitReady(t)
 	start := time.Now()
-	e.api.Close()
-	err := e.wait(t, 20*time.Second)
+	e.API.Close()
+	err := e.Wait(t, 20*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "next") {
 		t.Fatalf("Run = %v, want the event/next error", err)
 	}
@@ -71,7 +72,7 @@ func TestExtensionsAPIDisappears(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("giving up took %v", d)
 	}
-	if out := e.out.String(); !strings.Contains(out, "event/next failed") || !strings.Contains(out, "reporting exit error failed") {
+	if out := e.Out.String(); !strings.Contains(out, "event/next failed") || !strings.Contains(out, "reporting exit error failed") {
 		t.Errorf("the log does not tell what happened:\n%s", out)
 	}
 	checkStopped(t, e)
@@ -117,13 +118,13 @@ func TestErrorReportsAreBounded(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bt := &blockingTransport{route: tt.route, held: make(chan struct{}, 1)}
-			e := start(t, setup{env: tt.env, before: tt.before, lambdaClient: &http.Client{Transport: bt}})
+			e := exttest.Start(t, exttest.Setup{Env: tt.env, Before: tt.before, LambdaClient: &http.Client{Transport: bt}})
 			recv(t, bt.held, "the error report")
-			if err := e.wait(t, 10*time.Second); err == nil {
+			if err := e.Wait(t, 10*time.Second); err == nil {
 				t.Fatal("Run = nil, want the error")
 			}
-			if !strings.Contains(e.out.String(), "reporting") {
-				t.Errorf("the log does not say the report failed:\n%s", e.out)
+			if !strings.Contains(e.Out.String(), "reporting") {
+				t.Errorf("the log does not say the report failed:\n%s", e.Out)
 			}
 		})
 	}
@@ -143,24 +144,24 @@ func TestShutdownDrainsInFlightReads(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGate(awstest.OpGetSecretValue)
-			e := start(t, setup{
-				env: map[string]string{
+			e := exttest.Start(t, exttest.Setup{
+				Env: map[string]string{
 					"SECRETS_MANAGER_TIMEOUT_MILLIS":               "60000",
 					"PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS": fmt.Sprint(readers),
 				},
-				endpoint: g.wrap,
-				seed: func(ctx context.Context, a *awstest.AWS) {
+				Endpoint: g.wrap,
+				Seed: func(ctx context.Context, a *awstest.AWS) {
 					for i := range readers {
-						must[string](t)(a.PutSecretString(ctx, fmt.Sprint("slow-", i), fmt.Sprint("slow-value-", i)))
+						exttest.Must[string](t)(a.PutSecretString(ctx, fmt.Sprint("slow-", i), fmt.Sprint("slow-value-", i)))
 					}
 				},
 			})
 			t.Cleanup(g.open)
-			e.waitReady(t)
-			rs := make([]response, readers)
+			e.WaitReady(t)
+			rs := make([]exttest.Response, readers)
 			var wg sync.WaitGroup
 			for i := range readers {
-				wg.Go(func() { rs[i] = e.get(t, secretPath(fmt.Sprint("slow-", i))) })
+				wg.Go(func() { rs[i] = e.Get(t, exttest.SecretPath(fmt.Sprint("slow-", i))) })
 			}
 			// Each read's own fetch reaching AWS shows the read is being
 			// handled (a request net/http has not read by SHUTDOWN is
@@ -170,16 +171,16 @@ func TestShutdownDrainsInFlightReads(t *testing.T) {
 			}
 
 			deadline := time.Now().Add(1500 * time.Millisecond)
-			e.api.Push(extapitest.Shutdown(extapitest.ReasonSpindown, deadline))
+			e.API.Push(extapitest.Shutdown(extapitest.ReasonSpindown, deadline))
 			if tt.answered {
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				if err := e.rec.WaitFor(ctx, func() bool { return len(e.rec.Delivered()) > 0 }); err != nil {
+				if err := e.Rec.WaitFor(ctx, func() bool { return len(e.Rec.Delivered()) > 0 }); err != nil {
 					t.Fatal(err)
 				}
 				g.open()
 			}
-			if err := e.wait(t, 10*time.Second); err != nil {
+			if err := e.Wait(t, 10*time.Second); err != nil {
 				t.Fatalf("Run after SHUTDOWN = %v, want nil", err)
 			}
 			if over := time.Since(deadline); over > 0 {
@@ -188,9 +189,9 @@ func TestShutdownDrainsInFlightReads(t *testing.T) {
 			wg.Wait()
 			for i, r := range rs {
 				switch {
-				case tt.answered && (r.status != http.StatusOK || valueOf(t, r) != fmt.Sprint("slow-value-", i)):
+				case tt.answered && (r.Status != http.StatusOK || exttest.ValueOf(t, r) != fmt.Sprint("slow-value-", i)):
 					t.Errorf("read %d in flight at SHUTDOWN: %v, want its value", i, r)
-				case !tt.answered && (r.status != http.StatusServiceUnavailable || r.code() != "ShuttingDown"):
+				case !tt.answered && (r.Status != http.StatusServiceUnavailable || r.Code() != "ShuttingDown"):
 					t.Errorf("read %d in flight at SHUTDOWN: %v, want 503 ShuttingDown", i, r)
 				}
 			}
@@ -213,10 +214,10 @@ func TestInitBudgetRunsOut(t *testing.T) {
 		}
 	}
 	seed := func(ctx context.Context, a *awstest.AWS) {
-		must[string](t)(a.PutSecretString(ctx, "slow-1", "s1"))
-		must[string](t)(a.PutSecretString(ctx, "slow-2", "s2"))
-		must[int64](t)(a.PutParameter(ctx, "/fast/p", "fast", "String"))
-		must[int64](t)(a.PutParameter(ctx, "/tree/leaf", "leaf", "String"))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "slow-1", "s1"))
+		exttest.Must[string](t)(a.PutSecretString(ctx, "slow-2", "s2"))
+		exttest.Must[int64](t)(a.PutParameter(ctx, "/fast/p", "fast", "String"))
+		exttest.Must[int64](t)(a.PutParameter(ctx, "/tree/leaf", "leaf", "String"))
 	}
 	faults := func(a *awstest.AWS) {
 		a.Inject(awstest.OpBatchGetSecretValue, awstest.BlackHole())
@@ -225,14 +226,14 @@ func TestInitBudgetRunsOut(t *testing.T) {
 
 	t.Run("required", func(t *testing.T) {
 		begin := time.Now()
-		e := start(t, setup{env: env("true"), seed: seed, faults: faults})
-		if err := e.wait(t, 20*time.Second); err == nil {
+		e := exttest.Start(t, exttest.Setup{Env: env("true"), Seed: seed, Faults: faults})
+		if err := e.Wait(t, 20*time.Second); err == nil {
 			t.Fatal("Run = nil, want the prefetch failure")
 		}
 		if d := time.Since(begin); d > 5*time.Second {
 			t.Errorf("Init took %v with a 300 ms budget", d)
 		}
-		errs := e.rec.InitErrors()
+		errs := e.Rec.InitErrors()
 		if len(errs) != 1 || errs[0].Type != lifecycle.ErrorTypePrefetchFailed {
 			t.Fatalf("init errors = %+v, want one %s", errs, lifecycle.ErrorTypePrefetchFailed)
 		}
@@ -244,31 +245,31 @@ func TestInitBudgetRunsOut(t *testing.T) {
 		if strings.Contains(errs[0].Message, "/fast/p") {
 			t.Errorf("init/error %q names /fast/p, which was fetched", errs[0].Message)
 		}
-		if !strings.Contains(e.out.String(), "prefetch budget ran out") {
-			t.Errorf("the log does not say the budget ran out:\n%s", e.out)
+		if !strings.Contains(e.Out.String(), "prefetch budget ran out") {
+			t.Errorf("the log does not say the budget ran out:\n%s", e.Out)
 		}
 	})
 
 	t.Run("best effort", func(t *testing.T) {
 		begin := time.Now()
-		e := start(t, setup{env: env("false"), seed: seed, faults: faults})
-		e.waitReady(t)
+		e := exttest.Start(t, exttest.Setup{Env: env("false"), Seed: seed, Faults: faults})
+		e.WaitReady(t)
 		if d := time.Since(begin); d > 5*time.Second {
 			t.Errorf("Init took %v with a 300 ms budget", d)
 		}
-		if r := e.get(t, paramPath("/fast/p")); r.xcache != "hit" || valueOf(t, r) != "fast" {
+		if r := e.Get(t, exttest.ParamPath("/fast/p")); r.XCache != "hit" || exttest.ValueOf(t, r) != "fast" {
 			t.Errorf("/fast/p, fetched within the budget: %v, want a hit", r)
 		}
-		e.aws.ResetCalls()
-		for path, want := range map[string]string{secretPath("slow-1"): "s1", secretPath("slow-2"): "s2", paramPath("/tree/leaf"): "leaf"} {
-			if r := e.get(t, path); r.xcache != "miss" || valueOf(t, r) != want {
+		e.AWS.ResetCalls()
+		for path, want := range map[string]string{exttest.SecretPath("slow-1"): "s1", exttest.SecretPath("slow-2"): "s2", exttest.ParamPath("/tree/leaf"): "leaf"} {
+			if r := e.Get(t, path); r.XCache != "miss" || exttest.ValueOf(t, r) != want {
 				t.Errorf("%s, not fetched within the budget: %v, want %q fetched on read", path, r, want)
 			}
 		}
-		if got := e.aws.Calls(awstest.OpGetSecretValue); got != 2 {
+		if got := e.AWS.Calls(awstest.OpGetSecretValue); got != 2 {
 			t.Errorf("GetSecretValue calls = %d, want 2 (one per item the budget missed)", got)
 		}
-		if r := e.get(t, secretPath("slow-1")); r.xcache != "hit" {
+		if r := e.Get(t, exttest.SecretPath("slow-1")); r.XCache != "hit" {
 			t.Errorf("slow-1 read again: %v, want a hit", r)
 		}
 	})
@@ -279,33 +280,33 @@ func TestInitBudgetRunsOut(t *testing.T) {
 // never answers, each for its own service, and an INVOKE's refresh too.
 func TestServiceTimeoutsHonoured(t *testing.T) {
 	const smTimeout, ssmTimeout = 300 * time.Millisecond, 1200 * time.Millisecond
-	e := start(t, setup{
-		env: map[string]string{
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
 			"SECRETS_PREFETCH_SECRETS":           "listed",
 			"SECRETS_MANAGER_TTL":                "60",
 			"SECRETS_MANAGER_TIMEOUT_MILLIS":     "300",
 			"SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "1200",
 		},
-		seed: func(ctx context.Context, a *awstest.AWS) {
-			must[string](t)(a.PutSecretString(ctx, "listed", "l"))
-			must[string](t)(a.PutSecretString(ctx, "s", "v"))
-			must[int64](t)(a.PutParameter(ctx, "/p", "v", "String"))
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "listed", "l"))
+			exttest.Must[string](t)(a.PutSecretString(ctx, "s", "v"))
+			exttest.Must[int64](t)(a.PutParameter(ctx, "/p", "v", "String"))
 		},
 	})
-	e.waitReady(t)
-	e.aws.Inject(awstest.OpAll, awstest.BlackHole())
+	e.WaitReady(t)
+	e.AWS.Inject(awstest.OpAll, awstest.BlackHole())
 	const slack = 1500 * time.Millisecond // scheduling under -race
 	for _, tt := range []struct {
 		path    string
 		timeout time.Duration
 	}{
-		{secretPath("s"), smTimeout},
-		{paramPath("/p"), ssmTimeout},
+		{exttest.SecretPath("s"), smTimeout},
+		{exttest.ParamPath("/p"), ssmTimeout},
 	} {
 		begin := time.Now()
-		r := e.get(t, tt.path)
+		r := e.Get(t, tt.path)
 		d := time.Since(begin)
-		if r.status != http.StatusGatewayTimeout || r.code() != "UpstreamTimeout" {
+		if r.Status != http.StatusGatewayTimeout || r.Code() != "UpstreamTimeout" {
 			t.Errorf("%s: %v, want 504 UpstreamTimeout", tt.path, r)
 		}
 		if d < tt.timeout || d > tt.timeout+slack {
@@ -313,13 +314,13 @@ func TestServiceTimeoutsHonoured(t *testing.T) {
 		}
 	}
 	// The INVOKE refresh of a due secret is bounded by the timeout too.
-	e.clock.Advance(59 * time.Second)
+	e.Clock.Advance(59 * time.Second)
 	begin := time.Now()
-	e.invoke(t)
+	e.Invoke(t)
 	if d := time.Since(begin); d < smTimeout || d > ssmTimeout+slack {
 		t.Errorf("the INVOKE refresh took %v, want it bounded by the service timeout", d)
 	}
-	if e.aws.Calls(awstest.OpGetSecretValue)+e.aws.Calls(awstest.OpBatchGetSecretValue) == 0 {
+	if e.AWS.Calls(awstest.OpGetSecretValue)+e.AWS.Calls(awstest.OpBatchGetSecretValue) == 0 {
 		t.Error("the INVOKE refreshed nothing")
 	}
 }

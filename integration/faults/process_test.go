@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 )
 
@@ -86,14 +87,14 @@ func repoRoot() (string, error) {
 // proc is the extension running as a process.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer // stdout and stderr
+	out    *exttest.SyncBuffer // stdout and stderr
 	exited chan struct{}
 	err    error // Wait's result, set before exited is closed
 }
 
 func startProc(t *testing.T, env ...string) *proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{out: &exttest.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(extensionBinary(t))
 	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
@@ -192,7 +193,7 @@ func TestProcessListensOnLoopbackOnly(t *testing.T) {
 			port, _ := strconv.Atoi(portStr)
 			p := startProc(t,
 				"AWS_LAMBDA_RUNTIME_API="+api.Addr(),
-				"AWS_SESSION_TOKEN="+token,
+				"AWS_SESSION_TOKEN="+exttest.Token,
 				"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT="+portStr,
 			)
 			// Asking for an event means Init is done and the server is up.

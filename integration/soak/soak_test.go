@@ -1,5 +1,5 @@
-// Package soak_test runs the extension (app.Run, in-process, real SDK
-// clients against the emulated AWS) under load: many concurrent readers of
+// Package soak_test runs the extension (app.Run, in-process through the
+// ../exttest harness, real SDK clients against the emulated AWS) under load: many concurrent readers of
 // cached items for a bounded time, while INVOKEs drive refreshes and AWS
 // faults come and go. It checks that no cached item ever gets a 5xx, that
 // no goroutine is left behind and that memory stays bounded, and logs the
@@ -11,12 +11,10 @@
 package soak_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -27,48 +25,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secrets-prefetch/secrets-prefetch/app"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 )
-
-const token = "soak-session-token"
-
-// clock is the extension's cache clock, advanced by the refresh driver.
-type clock struct {
-	mu sync.Mutex // protects t
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
@@ -145,80 +106,41 @@ func TestSoak(t *testing.T) {
 	var memBefore runtime.MemStats
 	runtime.ReadMemStats(&memBefore)
 
-	// The emulated AWS, closed by the test itself so that its connections
-	// (and the goroutines serving them) are gone before the count after.
-	a, err := awstest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	awsClosed := false
-	t.Cleanup(func() {
-		if !awsClosed {
-			a.Close()
-		}
-	})
-	ctx := t.Context()
 	var secrets, params, paths []string
-	for i := range 20 {
-		s := fmt.Sprintf("soak-secret-%02d", i)
-		must(t, func() error { _, err := a.PutSecretString(ctx, s, `{"user":"u`+s+`","password":"p`+s+`"}`); return err })
+	for _, s := range exttest.Names("soak-secret-", 20) {
 		secrets = append(secrets, s)
-		paths = append(paths, "/secretsmanager/get?secretId="+s, "/secretsmanager/get?secretId="+s+"&jsonKey=password")
+		paths = append(paths, exttest.SecretPath(s), exttest.SecretPath(s)+"&jsonKey=password")
 	}
-	for i := range 20 {
-		p := fmt.Sprintf("/soak/p%02d", i)
-		must(t, func() error { _, err := a.PutParameter(ctx, p, "v"+p, "SecureString"); return err })
+	for _, p := range exttest.Names("/soak/p", 20) {
 		params = append(params, p)
-		paths = append(paths, "/systemsmanager/parameters/get?withDecryption=true&name="+p)
+		paths = append(paths, exttest.ParamPath(p))
 	}
-	for _, kv := range a.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-	api, rec := extapitest.NewServer(t)
-	env := map[string]string{
-		"AWS_LAMBDA_RUNTIME_API":                       api.Addr(),
-		"AWS_SESSION_TOKEN":                            token,
-		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL":       "info",
-		"PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS": "3",
-		"SECRETS_PREFETCH_SECRETS":                     strings.Join(secrets, ","),
-		"SECRETS_PREFETCH_PARAMETERS":                  strings.Join(params, ","),
-		"SECRETS_PREFETCH_REQUIRED":                    "true",
-		"SECRETS_MANAGER_TTL":                          "30",
-		"SSM_PARAMETER_STORE_TTL":                      "30",
-		"SECRETS_PREFETCH_REFRESH_AHEAD":               "0.5",
-		"SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS":      "86400",
-		"SECRETS_MANAGER_TIMEOUT_MILLIS":               "300",
-		"SSM_PARAMETER_STORE_TIMEOUT_MILLIS":           "300",
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	out := &syncBuffer{}
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		done <- app.Run(context.Background(), app.Options{
-			Getenv:   func(k string) string { return env[k] },
-			Stdout:   out,
-			Name:     "secrets-prefetch",
-			Version:  "soak",
-			Listener: l,
-			Ready:    func() { close(ready) },
-			Now:      clk.Now,
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("the extension stopped during Init: %v\n%s", err, out)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("prefetch did not finish\n%s", out)
-	}
+	// The emulated AWS and the fake Extensions API are closed by the test
+	// itself, so that their connections (and the goroutines serving them)
+	// are gone before the count after.
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
+			"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL":  "info",
+			"SECRETS_PREFETCH_SECRETS":                strings.Join(secrets, ","),
+			"SECRETS_PREFETCH_PARAMETERS":             strings.Join(params, ","),
+			"SECRETS_PREFETCH_REQUIRED":               "true",
+			"SECRETS_MANAGER_TTL":                     "30",
+			"SSM_PARAMETER_STORE_TTL":                 "30",
+			"SECRETS_PREFETCH_REFRESH_AHEAD":          "0.5",
+			"SECRETS_PREFETCH_STALE_IF_ERROR_SECONDS": "86400",
+			"SECRETS_MANAGER_TIMEOUT_MILLIS":          "300",
+			"SSM_PARAMETER_STORE_TIMEOUT_MILLIS":      "300",
+		},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			for _, s := range secrets {
+				exttest.Must[string](t)(a.PutSecretString(ctx, s, `{"user":"u`+s+`","password":"p`+s+`"}`))
+			}
+			for _, p := range params {
+				exttest.Must[int64](t)(a.PutParameter(ctx, p, "v"+p, "SecureString"))
+			}
+		},
+	})
+	e.WaitReady(t)
 
 	// Readers: cached items only, as fast as they are answered.
 	st := &stats{byStatus: map[int]int{}, byCache: map[string]int{}}
@@ -235,8 +157,8 @@ func TestSoak(t *testing.T) {
 				default:
 				}
 				p := paths[rand.IntN(len(paths))]
-				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+p, nil)
-				req.Header.Set(localserver.TokenHeader, token)
+				req, _ := http.NewRequest(http.MethodGet, "http://"+e.Addr+p, nil)
+				req.Header.Set(localserver.TokenHeader, exttest.Token)
 				begin := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -271,18 +193,11 @@ func TestSoak(t *testing.T) {
 			faultSeen[f.name]++
 			removeF = func() {}
 			if f.fault != nil {
-				removeF = a.Inject(awstest.OpAll, *f.fault)
+				removeF = e.AWS.Inject(awstest.OpAll, *f.fault)
 			}
 		}
-		clk.Advance(7 * time.Second)
-		n := rec.NextCalls()
-		api.Push(extapitest.Invoke(fmt.Sprintf("soak-%d", i), time.Now().Add(10*time.Second)))
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := rec.WaitNext(wctx, n+1)
-		cancel()
-		if err != nil {
-			t.Fatalf("INVOKE %d was not finished: %v\n%s", i, err, out)
-		}
+		e.Clock.Advance(7 * time.Second)
+		e.Invoke(t)
 		invokes++
 		var m runtime.MemStats
 		if i%8 == 0 {
@@ -294,19 +209,13 @@ func TestSoak(t *testing.T) {
 	close(stop)
 	readers.Wait()
 
-	api.Push(extapitest.Shutdown(extapitest.ReasonSpindown, time.Now().Add(2*time.Second)))
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after SHUTDOWN = %v\n%s", err, out)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the extension did not stop after SHUTDOWN")
+	e.API.Push(extapitest.Shutdown(extapitest.ReasonSpindown, time.Now().Add(2*time.Second)))
+	if err := e.Wait(t, 10*time.Second); err != nil {
+		t.Fatalf("Run after SHUTDOWN = %v\n%s", err, e.Out)
 	}
 	transport.CloseIdleConnections()
-	a.Close()
-	awsClosed = true
-	api.Close()
+	e.AWS.Close()
+	e.API.Close()
 
 	// Goroutines end asynchronously once their connections close, and
 	// nothing signals it: poll the count, bounded.
@@ -393,11 +302,4 @@ func rss() string {
 		}
 	}
 	return now + " (peak " + peak + ")"
-}
-
-func must(t *testing.T, f func() error) {
-	t.Helper()
-	if err := f(); err != nil {
-		t.Fatal(err)
-	}
 }
