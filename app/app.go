@@ -357,7 +357,9 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 			if deadline.IsZero() {
 				deadline = time.Now().Add(defaultShutdown)
 			}
-			sctx, cancel := context.WithDeadline(ctx, deadline.Add(-shutdownMargin))
+			// Bounded by the event's deadline alone: a signal arriving too
+			// must not cut the drain short.
+			sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(-shutdownMargin))
 			e.stop(sctx)
 			e.metrics.flush(string(ev.ShutdownReason))
 			cancel()
