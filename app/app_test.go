@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +91,7 @@ type harness struct {
 	addr   string
 	ready  chan struct{}
 	result chan error
+	skew   atomic.Int64 // added to the cache's clock (see advance)
 }
 
 func newHarness(t *testing.T, env map[string]string, events ...extapitest.Event) *harness {
@@ -132,9 +134,13 @@ func (h *harness) start(t *testing.T, ctx context.Context) {
 			Version:  "test",
 			Listener: l,
 			Ready:    func() { close(h.ready) },
+			Now:      func() time.Time { return time.Now().Add(time.Duration(h.skew.Load())) },
 		})
 	}()
 }
+
+// advance moves the cache's clock forward, so tests need not wait out TTLs.
+func (h *harness) advance(d time.Duration) { h.skew.Add(int64(d)) }
 
 func (h *harness) wait(t *testing.T) error {
 	t.Helper()
