@@ -354,6 +354,8 @@ func (p *parser) parameters(name string) (names []string, paths []Path) {
 		switch {
 		case want != "":
 			p.fail(name, elem, index, want)
+		case strings.HasSuffix(elem, ":"):
+			p.fail(name, elem, index, `a version or label after ':', as "name:3" or "name:prod"`)
 		case isPath:
 			if !seenPath[path] {
 				seenPath[path] = true

@@ -210,6 +210,8 @@ func TestErrorMessages(t *testing.T) {
 			`SECRETS_PREFETCH_REFRESH_AHEAD: "0" is not valid: want a decimal fraction greater than 0 and at most 1, e.g. 0.8`},
 		{map[string]string{EnvParameters: "/a, /b/*/c"},
 			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b/*/c" is not valid: want a wildcard only at the end, as "/*" (direct children) or "/**" (recursive), e.g. "/app/*"`},
+		{map[string]string{EnvParameters: "/a:3, /b:"},
+			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b:" is not valid: want a version or label after ':', as "name:3" or "name:prod"`},
 		{map[string]string{EnvSecrets: "a,,b\x1bc"},
 			`SECRETS_PREFETCH_SECRETS: element 3 "b\x1bc" is not valid: want UTF-8 text without control characters`},
 		{map[string]string{EnvSecretsTTL: strings.Repeat("9", 200)},
