@@ -194,10 +194,11 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 		Now:               now,
 	})
 	e.server = localserver.New(localserver.Options{
-		Cache:  e.cache,
-		Token:  cfg.Token,
-		Ready:  e.ready.Load,
-		Logger: log,
+		Cache:   e.cache,
+		Token:   cfg.Token,
+		Ready:   e.ready.Load,
+		MaxWait: e.cache.MaxWait(),
+		Logger:  log,
 	})
 	e.files = zerocode.NewFiles(zerocode.FilesOptions{Entries: cfg.FileMapping, Source: e.cache, Logger: log})
 	return e

@@ -214,6 +214,12 @@ func (c *Cache) fetchTimeout(svc source.Service) time.Duration {
 	return to
 }
 
+// MaxWait is the longest one wait of a read for a fetch may last: the larger
+// service fetch timeout.
+func (c *Cache) MaxWait() time.Duration {
+	return max(c.fetchTimeout(source.SecretsManager), c.fetchTimeout(source.ParameterStore))
+}
+
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
 	return Stats{

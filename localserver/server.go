@@ -35,14 +35,17 @@ type Options struct {
 	Ready func() bool // /ping answers 200 once it returns true
 	// MaxInFlight bounds concurrent requests; more get 429 at once.
 	MaxInFlight int
-	Logger      *slog.Logger
+	// MaxWait is the longest a read may wait for one fetch (the larger
+	// service timeout); the write deadline leaves room for a few.
+	MaxWait time.Duration
+	Logger  *slog.Logger
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
 type Server struct {
 	opts     Options
-	token    []byte
-	tokenSum [sha256.Size]byte // of token, for tokenMatches
+	hasToken bool              // an empty token matches nothing
+	tokenSum [sha256.Size]byte // of the token, for tokenMatches
 	slots    chan struct{}
 	srv      *http.Server
 	log      *slog.Logger
@@ -58,8 +61,9 @@ type Server struct {
 }
 
 // Shutdown timing: reads still waiting are answered drainMargin (at most a
-// quarter of the time left) before Shutdown's deadline; after the deadline
-// handlers get handlerGrace to return once their connections are closed.
+// quarter of the time left) before Shutdown's deadline; their answers get
+// until half that margin before it to go out; then connections are cut and
+// handlers get up to handlerGrace, within the deadline, to return.
 const (
 	drainMargin  = 200 * time.Millisecond
 	handlerGrace = 250 * time.Millisecond
@@ -76,17 +80,20 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{opts: o, token: []byte(o.Token), tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	s := &Server{hasToken: o.Token != "", tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	o.Token = "" // only its digest is kept
+	s.opts = o
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.srv = &http.Server{
 		Handler:           s,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      2 * time.Minute, // longer than any fetch a read may wait for
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+		// A read may wait for a twin's fetch, a path's and its own.
+		WriteTimeout:   max(2*time.Minute, 3*o.MaxWait+30*time.Second),
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 	}
 	return s
 }
@@ -121,18 +128,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	stop := context.AfterFunc(drain, s.cancelBase)
 	defer stop()
 	defer s.cancelBase()
+	// final leaves room, before ctx's deadline, for the handlers to return
+	// after their connections are cut.
+	final, grace := ctx, context.Background()
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		final, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/8, drainMargin/2)))
+		defer cancel()
+		grace, cancel = context.WithDeadline(grace, d)
+		defer cancel()
+	}
 	err := s.srv.Shutdown(drain)
-	if err != nil && ctx.Err() == nil {
+	if err != nil && final.Err() == nil {
 		// The waits were cut at the drain point: wait again for their
 		// answers to go out (net/http's Shutdown polls ever more slowly, so
 		// a fresh call notices them sooner).
-		err = s.srv.Shutdown(ctx)
+		err = s.srv.Shutdown(final)
 	}
 	if err != nil {
 		// A client not reading its answer, say: cut the connections, which
 		// fails the handlers' writes, and give them a moment to return.
 		s.srv.Close()
-		gctx, cancel := context.WithTimeout(context.Background(), handlerGrace)
+		gctx, cancel := context.WithTimeout(grace, handlerGrace)
 		defer cancel()
 		if werr := s.waitHandlers(gctx); werr != nil {
 			err = errors.Join(err, errors.New("handlers still running after their connections were closed"))
@@ -259,9 +276,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		return writeError(w, r, http.StatusServiceUnavailable, "ShuttingDown", "the extension is shutting down"), ""
 	}
 	if err != nil {
-		if s.log.Enabled(r.Context(), slog.LevelDebug) || !isClientError(err) {
-			s.log.Log(r.Context(), logLevel(err), "read failed", "item", req.key.String(), "error", err)
+		level := logLevel(err)
+		if r.Context().Err() != nil {
+			level = slog.LevelDebug // the caller hung up: not AWS's failure
 		}
+		s.log.Log(r.Context(), level, "read failed", "item", req.key.String(), "error", err)
 		return writeErr(w, r, err), ""
 	}
 	xcache := res.Status.String()
@@ -290,7 +309,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 // at once when the lengths differ). A server without a token matches none.
 func (s *Server) tokenMatches(got string) bool {
 	sum := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && len(s.token) > 0
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && s.hasToken
 }
 
 func isClientError(err error) bool {
