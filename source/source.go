@@ -86,6 +86,9 @@ func (s *Source) call(ctx context.Context, api API, fn func(context.Context) err
 		return ctx.Err()
 	}
 	defer func() { <-s.sem }()
+	if err := ctx.Err(); err != nil {
+		return err // the slot came free as ctx ended: no call was made
+	}
 	defer func() { s.stats.record(api, err) }()
 	to := s.smTO
 	if api.Service() == ParameterStore {
@@ -305,6 +308,13 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 		return err
 	})
 	if err != nil {
+		if !classify(keys[0], err).Class.Temporary() {
+			// IAM and KMS judge every name of a GetParameters call, so one
+			// denied or invalid name fails them all: give each its own
+			// outcome with GetParameter.
+			s.fetchEach(ctx, keys, deliver)
+			return
+		}
 		for _, k := range keys {
 			e := classify(k, err)
 			e.Batch = true

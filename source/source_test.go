@@ -954,6 +954,21 @@ func TestFetchParameterBatch(t *testing.T) {
 			want: map[string]string{"/db": "MINE", otherARN: "OTHER"},
 		},
 		{
+			// IAM judges every name of the call: one denied name must not
+			// deny its neighbours, so each gets its own GetParameter.
+			name: "a denied call is retried name by name",
+			keys: parameterKeys("/p/", 3, true),
+			params: func(*ssm.GetParametersInput) (*ssm.GetParametersOutput, error) {
+				return nil, apiError(400, "AccessDeniedException")
+			},
+			want: map[string]string{
+				"/p/00": "get:/p/00|decrypt=true",
+				"/p/01": "get:/p/01|decrypt=true",
+				"/p/02": "get:/p/02|decrypt=true",
+			},
+			singles: []string{"/p/00", "/p/01", "/p/02"},
+		},
+		{
 			name: "a failed call fails every key, without fallback",
 			keys: parameterKeys("/p/", 3, false),
 			params: func(*ssm.GetParametersInput) (*ssm.GetParametersOutput, error) {
