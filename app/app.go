@@ -391,8 +391,8 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 	if rep.Due > 0 {
 		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "duration_ms", time.Since(start).Milliseconds())
 	}
-	if rep.Failed > 0 {
-		e.log.Warn("refresh failed for some items; serving cached values within the stale bound", "failed", rep.Failed)
+	for k, err := range rep.Errors {
+		e.log.Warn("refresh failed; the cached value is served within the stale bound", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)
 	}
 	if rep.Due > 0 {
 		// Rewrites the files whose values changed; a failure is logged and

@@ -244,8 +244,8 @@ func (c *Cache) fresh(e *entry, now time.Time) bool {
 // with err: only for failures a later attempt may cure (not when the item is
 // gone or access to it was revoked). Requires mu.
 func (c *Cache) usableStale(e *entry, err *source.Error, now time.Time) bool {
-	if e.item == nil || (err != nil && !err.Class.Temporary()) {
-		return false
+	if e.item == nil || (err != nil && !err.Class.Temporary()) || c.ttl(e.key.Service) == 0 {
+		return false // (TTL 0: caching is off, every read goes to AWS)
 	}
 	return now.Before(e.fetched.Add(c.ttl(e.key.Service) + c.opts.StaleIfError))
 }
@@ -265,6 +265,7 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
+			c.errs.Add(1)
 			return Result{}, ErrClosed
 		}
 		if r, ok := c.plaintextAlias(key, now); ok && !refreshNow {
@@ -299,7 +300,14 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			}
 			if !c.opts.Lazy && !c.opts.Listed(key) {
 				c.mu.Unlock()
+				c.errs.Add(1)
 				return Result{}, ErrNotConfigured
+			}
+			if !c.protected(key) && c.lazy >= c.opts.MaxLazyFetches {
+				// Refused before inserting, so a flood evicts nothing.
+				c.mu.Unlock()
+				c.errs.Add(1)
+				return Result{}, ErrBusy
 			}
 			e = c.insert(key, now)
 		}
@@ -447,7 +455,7 @@ func (c *Cache) pendingPath(key source.Key) *pathFetch {
 // unlisted key, never a listed one. (Entries with a fetch in flight stay, and
 // so may listed ones, pushing the cache past Size.) Requires mu.
 func (c *Cache) insert(key source.Key, now time.Time) *entry {
-	listed := c.opts.Listed(key)
+	listed := c.protected(key)
 	for len(c.m) >= c.opts.Size {
 		var victim *entry
 		for _, e := range c.m {
@@ -466,6 +474,13 @@ func (c *Cache) insert(key source.Key, now time.Time) *entry {
 	e := &entry{key: key, used: now, listed: listed}
 	c.m[key] = e
 	return e
+}
+
+// protected reports whether key is a configured item itself (not another
+// version of one): never evicted for an unlisted key, and not counted
+// against MaxLazyFetches. Requires nothing.
+func (c *Cache) protected(key source.Key) bool {
+	return key.Plain() && c.opts.Listed(key)
 }
 
 // evictBefore reports whether a should be evicted before b: an entry

@@ -367,7 +367,7 @@ func TestGetDuringRefresh(t *testing.T) {
 			t.Fatalf("got %q age %v, want the first item, 50s old", text(r), r.Age)
 		}
 		release()
-		if rep := <-refc; rep != (RefreshReport{Due: 1, Refreshed: 1}) {
+		if rep := <-refc; counts(rep) != (refreshCounts{Due: 1, Refreshed: 1}) {
 			t.Fatalf("report %+v", rep)
 		}
 		if r := h.mustGet(secret, Hit); text(r) != itemText(secret, 2) || r.Age != 0 {
@@ -412,7 +412,7 @@ func TestGetDuringRefresh(t *testing.T) {
 		h.f.failBatch(source.ClassTransient)
 		releaseOne := h.hold("one")
 		release()
-		if rep := <-refc; rep != (RefreshReport{Due: 1, Failed: 1}) {
+		if rep := <-refc; counts(rep) != (refreshCounts{Due: 1, Failed: 1}) {
 			t.Fatalf("report %+v", rep)
 		}
 		synctest.Wait()
@@ -805,14 +805,14 @@ func TestStats(t *testing.T) {
 		h.get(b)
 		h.get(b) // backing off: an error without a fetch
 		h.clock.set(50 * time.Second)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Refreshed: 1}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Refreshed: 1}) {
 			t.Fatalf("refresh: %+v", rep) // b is neither listed nor has a value
 		}
 		h.clock.set(150 * time.Second) // a expired
 		h.f.fail(a, source.ClassTransient)
 		h.mustGet(a, Stale)
 		h.clock.advance(time.Second) // past the backoff; a is due
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Failed: 1}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Failed: 1}) {
 			t.Fatalf("refresh: %+v", rep)
 		}
 		want := Stats{Hits: 1, Misses: 1, Stale: 1, Errors: 2, Refreshes: 1, RefreshErrors: 1}

@@ -134,3 +134,37 @@ func TestMaxLazyFetches(t *testing.T) {
 		h.mustGet(source.SecretKey("c"), Miss)
 	})
 }
+
+// TestBusyReadEvictsNothing: a read refused for MaxLazyFetches is refused
+// before it takes a place in the cache, so a flood of new names can't push
+// cached values out; nor can made-up versions of a listed item dodge the bound.
+func TestBusyReadEvictsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		listed := source.SecretKey("listed")
+		h := newHarness(t, func(o *Options) {
+			o.MaxLazyFetches = 1
+			o.Size = 2
+			o.Listed = func(k source.Key) bool { return k.ID == listed.ID }
+		})
+		h.mustGet(source.SecretKey("cached"), Miss)
+		release := h.hold("one")
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := h.goGet(ctx, source.SecretKey("slow"), false)
+		synctest.Wait()
+		cancel()
+		<-ch
+		if _, err := h.get(source.SecretKey("new")); !errors.Is(err, ErrBusy) {
+			t.Fatalf("read past the bound: %v, want ErrBusy", err)
+		}
+		other := listed
+		other.VersionStage = "made-up"
+		if _, err := h.get(other); !errors.Is(err, ErrBusy) {
+			t.Fatalf("a made-up version of a listed secret: %v, want ErrBusy", err)
+		}
+		if !h.has(source.SecretKey("cached")) {
+			t.Fatal("a refused read evicted a cached value")
+		}
+		release()
+		synctest.Wait()
+	})
+}

@@ -128,15 +128,21 @@ func (p *Prefetching) Wait() PrefetchReport {
 	p.wg.Wait()
 	rep := p.rep
 	for k, cl := range p.joined {
+		// A fetch that finished counts even when the budget ended too.
 		select {
 		case <-cl.done:
-			if cl.err != nil {
-				rep.Failed[k] = cl.err
-			} else {
-				rep.Fetched++
+		default:
+			select {
+			case <-cl.done:
+			case <-p.ctx.Done():
+				rep.Failed[k] = p.c.timeoutErr(k)
+				continue
 			}
-		case <-p.ctx.Done():
-			rep.Failed[k] = p.c.timeoutErr(k)
+		}
+		if cl.err != nil {
+			rep.Failed[k] = cl.err
+		} else {
+			rep.Fetched++
 		}
 	}
 	rep.Duration = p.c.opts.Now().Sub(p.start)
@@ -174,6 +180,8 @@ func (c *Cache) removePath(p *pathFetch) {
 // RefreshReport tells what a RefreshDue did.
 type RefreshReport struct {
 	Due, Refreshed, Failed int
+	// Errors holds each failed key's error (names and codes, never values).
+	Errors map[source.Key]*source.Error
 }
 
 // RefreshDue fetches, in batches, every entry past its refresh-ahead point and
@@ -231,6 +239,10 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 		defer mu.Unlock()
 		if serr != nil {
 			rep.Failed++
+			if rep.Errors == nil {
+				rep.Errors = map[source.Key]*source.Error{}
+			}
+			rep.Errors[k] = serr
 			c.refreshErrs.Add(1)
 		} else {
 			rep.Refreshed++

@@ -150,13 +150,13 @@ func TestRefreshDuePoint(t *testing.T) {
 			h.mustGet(b, Miss)
 
 			h.clock.set(tc.due - time.Millisecond)
-			if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+			if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 				t.Fatalf("before the point: %+v", rep)
 			}
 			h.wantBatches()
 
 			h.clock.set(tc.due)
-			if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Refreshed: 1}) {
+			if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Refreshed: 1}) {
 				t.Fatalf("at the point: %+v", rep)
 			}
 			h.wantBatches([]source.Key{a})
@@ -165,7 +165,7 @@ func TestRefreshDuePoint(t *testing.T) {
 			}
 
 			h.clock.set(10*time.Second + tc.due)
-			if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Refreshed: 1}) {
+			if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Refreshed: 1}) {
 				t.Fatalf("b's point: %+v", rep)
 			}
 			h.wantBatches([]source.Key{a}, []source.Key{b})
@@ -186,7 +186,7 @@ func TestRefreshDueBatchesAllDue(t *testing.T) {
 		fresh := source.SecretKey("fresh")
 		h.mustGet(fresh, Miss)
 		h.clock.advance(20 * time.Second)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 4, Refreshed: 4}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 4, Refreshed: 4}) {
 			t.Fatalf("report %+v", rep)
 		}
 		h.wantBatches(keys)
@@ -201,7 +201,7 @@ func TestRefreshDueSkipsTTLZero(t *testing.T) {
 		h := newHarness(t, func(o *Options) { o.SecretsTTL = 0 })
 		h.mustGet(secret, Miss)
 		h.clock.advance(time.Hour)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 			t.Fatalf("report %+v", rep)
 		}
 		h.wantBatches()
@@ -223,20 +223,20 @@ func TestRefreshDueRetriesFailedListed(t *testing.T) {
 			t.Fatal("unlisted: want an error")
 		}
 
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 			t.Fatalf("within the backoff: %+v", rep)
 		}
 		h.clock.advance(500 * time.Millisecond)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Failed: 1}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Failed: 1}) {
 			t.Fatalf("after the backoff: %+v", rep)
 		}
 		h.f.heal(listed)
 		h.clock.advance(999 * time.Millisecond) // second backoff: 1 s
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 			t.Fatalf("within the second backoff: %+v", rep)
 		}
 		h.clock.advance(time.Millisecond)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 1, Refreshed: 1}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 1, Refreshed: 1}) {
 			t.Fatalf("after the second backoff: %+v", rep)
 		}
 		h.wantBatches([]source.Key{listed}, []source.Key{listed}, []source.Key{listed})
@@ -255,11 +255,11 @@ func TestRefreshDueBatchFailureBacksOff(t *testing.T) {
 		h.mustGet(b, Miss)
 		h.clock.advance(50 * time.Second)
 		h.f.failBatch(source.ClassTransient)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 2, Failed: 2}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 2, Failed: 2}) {
 			t.Fatalf("report %+v", rep)
 		}
 		// The next INVOKE right after does not call AWS again.
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 			t.Fatalf("right after: %+v", rep)
 		}
 		h.wantBatches([]source.Key{a, b})
@@ -267,7 +267,7 @@ func TestRefreshDueBatchFailureBacksOff(t *testing.T) {
 		h.mustGet(a, Hit)
 		h.clock.advance(500 * time.Millisecond)
 		h.f.healBatch()
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{Due: 2, Refreshed: 2}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{Due: 2, Refreshed: 2}) {
 			t.Fatalf("after the backoff: %+v", rep)
 		}
 		h.wantBatches([]source.Key{a, b}, []source.Key{a, b})
@@ -285,7 +285,7 @@ func TestRefreshDueCanceledKeepsValues(t *testing.T) {
 		refc := h.goRefresh(ctx)
 		synctest.Wait()
 		cancel()
-		if rep := <-refc; rep != (RefreshReport{Due: 1, Failed: 1}) {
+		if rep := <-refc; counts(rep) != (refreshCounts{Due: 1, Failed: 1}) {
 			t.Fatalf("report %+v", rep)
 		}
 		if r := h.mustGet(secret, Hit); r.Item != first {
@@ -342,7 +342,7 @@ func TestWipe(t *testing.T) {
 			}
 		}
 		h.clock.advance(time.Hour)
-		if rep := h.c.RefreshDue(context.Background()); rep != (RefreshReport{}) {
+		if rep := h.c.RefreshDue(context.Background()); counts(rep) != (refreshCounts{}) {
 			t.Errorf("RefreshDue after Wipe: %+v", rep)
 		}
 		rep := h.c.Prefetch(context.Background(), []source.Key{secret}, []Path{{Prefix: "/app"}})
