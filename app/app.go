@@ -25,6 +25,7 @@ import (
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
 	"github.com/secrets-prefetch/secrets-prefetch/config"
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/lifecycle"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
@@ -243,7 +244,7 @@ func listed(cfg config.Config) func(source.Key) bool {
 // into the key a prefetch stores it under.
 func parameterKey(p string) source.Key {
 	k := source.ParameterKey(p)
-	if name, sel := source.SplitSelector(p); sel != "" {
+	if name, sel := names.SplitSelector(p); sel != "" {
 		k.ID, k.Selector = name, ":"+sel
 	}
 	return k

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
 
@@ -35,25 +36,12 @@ const maxQuoted = 128
 func (e *VarError) Error() string {
 	switch {
 	case e.Index > 0:
-		return fmt.Sprintf("%s: element %d %s is not valid: want %s", e.Name, e.Index, quote(e.Value), e.Want)
+		return fmt.Sprintf("%s: element %d %s is not valid: want %s", e.Name, e.Index, names.Quote(e.Value), e.Want)
 	case e.Value == "":
 		return fmt.Sprintf("%s: not set: want %s", e.Name, e.Want)
 	default:
-		return fmt.Sprintf("%s: %s is not valid: want %s", e.Name, quote(e.Value), e.Want)
+		return fmt.Sprintf("%s: %s is not valid: want %s", e.Name, names.Quote(e.Value), e.Want)
 	}
-}
-
-// quote renders v Go-quoted, so control characters cannot forge log lines,
-// and cut to maxQuoted bytes on a rune boundary.
-func quote(v string) string {
-	if len(v) <= maxQuoted {
-		return strconv.Quote(v)
-	}
-	n := maxQuoted
-	for n > 0 && !utf8.RuneStart(v[n]) {
-		n--
-	}
-	return strconv.Quote(v[:n]) + "..."
 }
 
 // VarErrors lists the *VarError values inside err, in order, looking through
@@ -341,6 +329,13 @@ func (p *parser) secrets(name string) []string {
 	return out
 }
 
+// badSelector reports whether a parameter entry's selector (after ':') is
+// neither a version nor a label.
+func badSelector(elem string) bool {
+	_, sel := names.SplitSelector(elem)
+	return sel != "" && !names.IsVersion(sel) && !names.IsLabel(sel)
+}
+
 const wantWildcard = `a wildcard only at the end, as "/*" (direct children) or "/**" (recursive), e.g. "/app/*"`
 
 func (p *parser) parameters(name string) (names []string, paths []Path) {
@@ -354,8 +349,8 @@ func (p *parser) parameters(name string) (names []string, paths []Path) {
 		switch {
 		case want != "":
 			p.fail(name, elem, index, want)
-		case strings.HasSuffix(elem, ":"):
-			p.fail(name, elem, index, `a version or label after ':', as "name:3" or "name:prod"`)
+		case strings.HasSuffix(elem, ":") || badSelector(elem):
+			p.fail(name, elem, index, `a version (from 1) or label (letters, digits, '.', '-', '_', not starting with a digit) after ':', as "name:3" or "name:prod"`)
 		case isPath:
 			if !seenPath[path] {
 				seenPath[path] = true

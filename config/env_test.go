@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 )
 
 const testToken = "tok-3f9c1a-do-not-print"
@@ -211,7 +213,9 @@ func TestErrorMessages(t *testing.T) {
 		{map[string]string{EnvParameters: "/a, /b/*/c"},
 			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b/*/c" is not valid: want a wildcard only at the end, as "/*" (direct children) or "/**" (recursive), e.g. "/app/*"`},
 		{map[string]string{EnvParameters: "/a:3, /b:"},
-			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b:" is not valid: want a version or label after ':', as "name:3" or "name:prod"`},
+			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b:" is not valid: want a version (from 1) or label (letters, digits, '.', '-', '_', not starting with a digit) after ':', as "name:3" or "name:prod"`},
+		{map[string]string{EnvParameters: "/a:prod, /b:0"},
+			`SECRETS_PREFETCH_PARAMETERS: element 2 "/b:0" is not valid: want a version (from 1) or label (letters, digits, '.', '-', '_', not starting with a digit) after ':', as "name:3" or "name:prod"`},
 		{map[string]string{EnvSecrets: "a,,b\x1bc"},
 			`SECRETS_PREFETCH_SECRETS: element 3 "b\x1bc" is not valid: want UTF-8 text without control characters`},
 		{map[string]string{EnvSecretsTTL: strings.Repeat("9", 200)},
@@ -229,7 +233,7 @@ func TestErrorMessages(t *testing.T) {
 
 func TestQuoteTruncatesOnRuneBoundary(t *testing.T) {
 	v := strings.Repeat("é", 100) // 200 bytes
-	q := quote(v)
+	q := names.Quote(v)
 	if !strings.HasSuffix(q, `"...`) || !utf8.ValidString(q) || strings.Contains(q, `\x`) {
 		t.Errorf("quote = %s", q)
 	}

@@ -59,6 +59,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("refresh_ahead", r.RefreshAhead),
 		slog.Duration("stale_if_error", r.StaleIfError),
 		slog.Bool("lazy", r.Lazy),
+		slog.Bool("metrics", r.Metrics),
 		slog.Any("env_mapping", entryTexts(r.EnvMapping)),
 		slog.Any("file_mapping", entryTexts(r.FileMapping)),
 		slog.String("token", r.Token),

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
@@ -61,7 +62,7 @@ func checkRequestError(t *testing.T, q string, err error) {
 // checkID checks what every accepted id or name must be.
 func checkID(t *testing.T, q, id string) {
 	t.Helper()
-	if id == "" || len(id) > maxIDLen || !utf8.ValidString(id) || !printable(id) {
+	if id == "" || len(id) > maxIDLen || !utf8.ValidString(id) || !names.Printable(id) {
 		t.Fatalf("%q: accepted id %q", q, id)
 	}
 }
@@ -141,7 +142,7 @@ func FuzzParseParameterRequest(f *testing.F) {
 		}
 		if k.Selector != "" {
 			sel, ok := strings.CutPrefix(k.Selector, ":")
-			if !ok || !isVersion(sel) && !isLabel(sel) {
+			if !ok || !names.IsVersion(sel) && !names.IsLabel(sel) {
 				t.Fatalf("%q: selector %q is not :version or :label", q, k.Selector)
 			}
 		}
@@ -150,7 +151,7 @@ func FuzzParseParameterRequest(f *testing.F) {
 		// splitting it again gives the same ID and selector. (A slashless
 		// "arn:" name is never split; SSM rejects such names anyway.)
 		if !strings.HasPrefix(k.ID, "arn:") || strings.Contains(k.ID, "/") {
-			id, sel := source.SplitSelector(k.ID + k.Selector)
+			id, sel := names.SplitSelector(k.ID + k.Selector)
 			if id != k.ID || (sel == "") != (k.Selector == "") || sel != "" && ":"+sel != k.Selector {
 				t.Fatalf("%q: key %+v: SSM would read %q as %q and %q", q, k, k.ID+k.Selector, id, sel)
 			}
@@ -237,14 +238,14 @@ func FuzzExtractJSONKey(f *testing.F) {
 	})
 }
 
-// FuzzSplitSelector checks source.SplitSelector, which the parameter parser
+// FuzzSplitSelector checks names.SplitSelector, which the parameter parser
 // relies on: it splits at a colon after the last '/', losing nothing.
 func FuzzSplitSelector(f *testing.F) {
 	for _, s := range []string{"", "/a/b", "/a/b:3", "/a/b:Dev", "a:b:c", ":3", "a:", "/a:b/c", "arn:aws:ssm:r:1:parameter/p:3", "arn:aws:ssm:r:1:parameter", "arn:x:y"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		n, sel := source.SplitSelector(name)
+		n, sel := names.SplitSelector(name)
 		if n == name {
 			if sel != "" {
 				t.Fatalf("%q: unsplit but selector %q", name, sel)

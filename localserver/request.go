@@ -3,9 +3,8 @@ package localserver
 import (
 	"net/url"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
@@ -96,38 +95,11 @@ func parseQuery(raw string) (query, error) {
 			return query{}, badRequest("MalformedQueryString", "the query string is not valid percent-encoding")
 		}
 		if _, dup := q.get(key); dup {
-			return query{}, badRequest("DuplicateParameter", "query parameter "+quoteName(key)+" is given more than once")
+			return query{}, badRequest("DuplicateParameter", "query parameter "+names.Quote(key)+" is given more than once")
 		}
 		q.add(key, val)
 	}
 	return q, nil
-}
-
-// quoteName quotes a caller-supplied name for an error message, bounded.
-func quoteName(s string) string {
-	const max = 64
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return strings.ToValidUTF8(strconvQuote(s), "")
-}
-
-func strconvQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			b.WriteString("?")
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func (q *query) bool(name string) (bool, error) {
@@ -152,24 +124,10 @@ func checkName(param, v string) error {
 	if len(v) > maxIDLen {
 		return badRequest("InvalidParameterValue", param+" is longer than 2048 characters")
 	}
-	if !printable(v) {
+	if !names.Printable(v) {
 		return badRequest("InvalidParameterValue", param+" contains control characters or is not UTF-8")
 	}
 	return nil
-}
-
-// printable reports whether s is UTF-8 without control characters (C0, DEL
-// and C1). No AWS name or version selector contains them, and a name is
-// logged and echoed in keys.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		} else if c >= utf8.RuneSelf {
-			return utf8.ValidString(s[i:]) && !strings.ContainsFunc(s[i:], unicode.IsControl)
-		}
-	}
-	return true
 }
 
 // common parses jsonKey and refreshNow, shared by both endpoints.
@@ -202,7 +160,7 @@ func parseSecretRequest(rawQuery string) (request, error) {
 		return request{}, badRequest("ConflictingParameters", "give versionId or versionStage, not both")
 	}
 	for _, p := range [...]struct{ name, v string }{{"versionId", r.key.VersionID}, {"versionStage", r.key.VersionStage}} {
-		if len(p.v) > 256 || !printable(p.v) {
+		if len(p.v) > 256 || !names.Printable(p.v) {
 			return request{}, badRequest("InvalidParameterValue", p.name+" must be at most 256 printable characters")
 		}
 	}
@@ -224,7 +182,7 @@ func parseParameterRequest(rawQuery string) (request, error) {
 		return request{}, err
 	}
 	full := name
-	name, sel := source.SplitSelector(name)
+	name, sel := names.SplitSelector(name)
 	if name == "" {
 		return request{}, badRequest("InvalidParameterValue", "name has a selector but no name")
 	}
@@ -249,12 +207,12 @@ func parseParameterRequest(rawQuery string) (request, error) {
 			return request{}, err
 		}
 	case hasVersion:
-		if !isVersion(version) {
+		if !names.IsVersion(version) {
 			return request{}, badRequest("InvalidParameterValue", "version must be a whole number from 1")
 		}
 		sel = version
 	case hasLabel:
-		if !isLabel(label) {
+		if !names.IsLabel(label) {
 			return request{}, badRequest("InvalidParameterValue", "label must be 1 to 100 letters, digits, '.', '-' or '_', not beginning with a digit")
 		}
 		sel = label
@@ -262,7 +220,7 @@ func parseParameterRequest(rawQuery string) (request, error) {
 	if sel != "" {
 		// SSM is asked for name:sel; it must read that back as name and
 		// sel. ("arn" with label=L would reach it as "arn:L", an ARN.)
-		if n, s := source.SplitSelector(name + ":" + sel); n != name || s != sel {
+		if n, s := names.SplitSelector(name + ":" + sel); n != name || s != sel {
 			return request{}, badRequest("InvalidParameterValue", "this name can't be given a version or label")
 		}
 	}
@@ -277,37 +235,8 @@ func parseParameterRequest(rawQuery string) (request, error) {
 }
 
 func checkSelector(sel string) error {
-	if isVersion(sel) || isLabel(sel) {
+	if names.IsVersion(sel) || names.IsLabel(sel) {
 		return nil
 	}
 	return badRequest("InvalidParameterValue", "a name selector must be :version or :label")
-}
-
-func isVersion(s string) bool {
-	if s == "" || len(s) > 18 || s[0] == '0' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// isLabel reports whether s is a parameter label (or, in the
-// /aws/reference/secretsmanager/ form, a version stage). SSM labels can't
-// begin with a digit, which keeps "name:0" and "label=3" from passing as
-// versions SSM would then read as ":0" or ":3".
-func isLabel(s string) bool {
-	if s == "" || len(s) > 100 || s[0] >= '0' && s[0] <= '9' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -231,6 +231,7 @@ func (r *Recorder) write(now time.Time, trigger string) {
 		r.lastErr = err
 		return
 	}
+	r.lastErr = nil
 	for _, m := range cur {
 		r.last[m.Name] = m.Value
 	}

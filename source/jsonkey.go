@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"strconv"
+
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 )
 
 // JSONKeyError says why JSONKey could not answer. Code is ValueNotJSON or
@@ -54,7 +55,7 @@ func JSONKey(doc []byte, key string) ([]byte, error) {
 		return nil, notJSON("the value has data after its JSON object")
 	}
 	if !seen {
-		return nil, &JSONKeyError{"JSONKeyNotFound", "the value has no top-level key " + quoteKey(key)}
+		return nil, &JSONKeyError{"JSONKeyNotFound", "the value has no top-level key " + names.Quote(key)}
 	}
 	if len(found) > 0 && found[0] == '"' {
 		var s string
@@ -64,13 +65,4 @@ func JSONKey(doc []byte, key string) ([]byte, error) {
 		return []byte(s), nil
 	}
 	return []byte(found), nil
-}
-
-// quoteKey quotes a caller's key for a message, bounded.
-func quoteKey(k string) string {
-	const max = 64
-	if len(k) > max {
-		return strconv.Quote(k[:max]) + "..."
-	}
-	return strconv.Quote(k)
 }

@@ -71,16 +71,3 @@ func (k Key) String() string {
 // SecretsManagerReferencePrefix is the parameter name prefix through which SSM
 // serves Secrets Manager secrets.
 const SecretsManagerReferencePrefix = "/aws/reference/secretsmanager/"
-
-// SplitSelector splits "name:3" or "name:label" into the name and the
-// selector without its colon. Parameter names can't contain ':', but ARNs
-// can, before the name part.
-func SplitSelector(name string) (string, string) {
-	tail := name[strings.LastIndexByte(name, '/')+1:]
-	i := strings.LastIndexByte(tail, ':')
-	if i < 0 || strings.HasPrefix(name, "arn:") && !strings.Contains(name, "/") {
-		return name, ""
-	}
-	cut := len(name) - len(tail) + i
-	return name[:cut], name[cut+1:]
-}

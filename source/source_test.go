@@ -1343,29 +1343,3 @@ func TestCanceledWaitingForSlot(t *testing.T) {
 		})
 	}
 }
-
-func TestSplitSelector(t *testing.T) {
-	const arn = "arn:aws:ssm:us-east-1:111122223333:parameter/app/db"
-	tests := []struct {
-		in, name, sel string
-	}{
-		{"/app/db", "/app/db", ""},
-		{"db", "db", ""},
-		{"/app/db:3", "/app/db", "3"},
-		{"db:prod", "db", "prod"},
-		{"/app/db:my-label_1.x", "/app/db", "my-label_1.x"},
-		{arn, arn, ""},
-		{arn + ":7", arn, "7"},
-		{arn + ":prod", arn, "prod"},
-		{"arn:aws:ssm:us-east-1:111122223333:parameter", "arn:aws:ssm:us-east-1:111122223333:parameter", ""},
-		{"/a:b/c", "/a:b/c", ""}, // a colon before the last slash is not a selector
-		{"/app/db:", "/app/db", ""},
-		{":3", "", "3"},
-	}
-	for _, tt := range tests {
-		name, sel := SplitSelector(tt.in)
-		if name != tt.name || sel != tt.sel {
-			t.Errorf("SplitSelector(%q) = %q, %q; want %q, %q", tt.in, name, sel, tt.name, tt.sel)
-		}
-	}
-}

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
@@ -110,7 +111,7 @@ func (f *Files) Write(ctx context.Context) error {
 			f.log.Warn("optional file not written", "variable", "SECRETS_PREFETCH_FILES", "element", e.Index, "entry", e.Text, "error", err)
 		default:
 			f.log.Error("file not written", "variable", "SECRETS_PREFETCH_FILES", "element", e.Index, "entry", e.Text, "error", err)
-			missing = append(missing, fmt.Sprintf("element %d %s (%s)", e.Index, mapping.Quote(e.Text), errorCode(err)))
+			missing = append(missing, fmt.Sprintf("element %d %s (%s)", e.Index, names.Quote(e.Text), errorCode(err)))
 		}
 	}
 	if len(missing) > 0 {

@@ -18,10 +18,11 @@ package mapping
 import (
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 )
 
 // Kind is the service an entry reads from.
@@ -109,23 +110,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("element %d %s is not valid: want %s", e.Index, Quote(e.Text), e.Want)
-}
-
-// maxQuoted bounds how much of a bad entry an error repeats.
-const maxQuoted = 128
-
-// Quote renders s Go-quoted, so control characters cannot forge log lines,
-// and cut to maxQuoted bytes on a rune boundary.
-func Quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	n := maxQuoted
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return strconv.Quote(s[:n]) + "..."
+	return fmt.Sprintf("element %d %s is not valid: want %s", e.Index, names.Quote(e.Text), e.Want)
 }
 
 // Parse parses a mapping for target. It returns the valid entries and an
@@ -221,6 +206,15 @@ func parseEntry(target Target, text string) (Entry, string) {
 // settings), the dynamic loader's, and this extension's configuration.
 var reservedPrefixes = []string{"AWS_", "LAMBDA_", "_", "LD_", "SECRETS_PREFETCH_", "PARAMETERS_SECRETS_EXTENSION_"}
 
+// codeLoading are variables that decide which program runs or what code a
+// runtime loads before the handler: a stored value must not set them.
+var codeLoading = map[string]bool{
+	"PATH": true, "NODE_OPTIONS": true, "NODE_PATH": true, "JAVA_TOOL_OPTIONS": true,
+	"JDK_JAVA_OPTIONS": true, "_JAVA_OPTIONS": true, "PYTHONPATH": true, "PYTHONHOME": true,
+	"PYTHONSTARTUP": true, "RUBYOPT": true, "RUBYLIB": true, "PERL5OPT": true, "PERL5LIB": true,
+	"BASH_ENV": true, "ENV": true, "DOTNET_STARTUP_HOOKS": true, "GCONV_PATH": true,
+}
+
 const wantVarName = "a variable name of ASCII letters, digits and '_', not starting with a digit, e.g. DB_PASSWORD"
 
 func checkVar(name string) string {
@@ -233,8 +227,8 @@ func checkVar(name string) string {
 			return wantVarName
 		}
 	}
-	if name == "PATH" {
-		return "a variable other than PATH (it decides which program runs)"
+	if codeLoading[name] {
+		return "a variable other than " + name + " (it decides what code the runtime loads)"
 	}
 	for _, p := range reservedPrefixes {
 		if strings.HasPrefix(name, p) {
@@ -250,7 +244,7 @@ func checkPath(p string) string {
 		return fmt.Sprintf("an absolute file path under %s/, e.g. %s/tls/key.pem", Root, Root)
 	case len(p) > maxPathLen:
 		return fmt.Sprintf("a path of at most %d bytes", maxPathLen)
-	case !printable(p):
+	case !names.Printable(p):
 		return "a path of UTF-8 text without control characters"
 	case path.Clean(p) != p:
 		return `a clean path: no "..", "." or empty segments and no trailing "/"`
@@ -277,7 +271,7 @@ func parseSource(e *Entry, rhs string, target Target) string {
 	}
 	id, key, hasKey := strings.Cut(rest, "#")
 	if hasKey {
-		if key == "" || len(key) > maxJSONKeyLen || !printable(key) {
+		if key == "" || len(key) > maxJSONKeyLen || !names.Printable(key) {
 			return fmt.Sprintf("a JSON key of 1 to %d printable characters after '#'", maxJSONKeyLen)
 		}
 		e.JSONKey = key
@@ -287,13 +281,13 @@ func parseSource(e *Entry, rhs string, target Target) string {
 	}
 	e.ID = id
 	if e.Kind == Parameter {
-		name, sel := SplitSelector(id)
+		name, sel := names.SplitSelector(id)
 		switch {
 		case name != id && sel == "":
 			return "a version or label after the parameter name's ':', e.g. param:/app/db:3 or param:/app/db:prod"
 		case name == "":
 			return "a parameter name before its selector, e.g. param:/app/db:3"
-		case sel != "" && !isVersion(sel) && !isLabel(sel):
+		case sel != "" && !names.IsVersion(sel) && !names.IsLabel(sel):
 			return "a selector that is a version (1, 2, ...) or a label (letters, digits, '.', '-', '_', not starting with a digit)"
 		}
 		e.ID, e.Selector = name, sel
@@ -307,7 +301,7 @@ func checkName(kind Kind, id string) string {
 		return fmt.Sprintf("a name after %q", kind.String()+":")
 	case utf8.RuneCountInString(id) > maxNameLen:
 		return fmt.Sprintf("a name of at most %d characters", maxNameLen)
-	case !printable(id):
+	case !names.Printable(id):
 		return "a name of UTF-8 text without control characters"
 	case strings.ContainsFunc(id, unicode.IsSpace):
 		return "a name without spaces (no AWS name has them)"
@@ -317,48 +311,4 @@ func checkName(kind Kind, id string) string {
 		return "a single parameter name: a path pattern (/app/*) can't be mapped to one target"
 	}
 	return ""
-}
-
-func printable(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
-}
-
-// SplitSelector splits "name:3" or "name:label" into the name and the
-// selector without its colon, as the extension's API does. Parameter names
-// can't contain ':', but ARNs can, before the name part.
-func SplitSelector(name string) (string, string) {
-	tail := name[strings.LastIndexByte(name, '/')+1:]
-	i := strings.LastIndexByte(tail, ':')
-	if i < 0 || strings.HasPrefix(name, "arn:") && !strings.Contains(name, "/") {
-		return name, ""
-	}
-	cut := len(name) - len(tail) + i
-	return name[:cut], name[cut+1:]
-}
-
-func isVersion(s string) bool {
-	if s == "" || len(s) > 18 || s[0] == '0' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// isLabel reports whether s can be a parameter label (or, for the
-// /aws/reference/secretsmanager/ form, a version stage).
-func isLabel(s string) bool {
-	if s == "" || len(s) > 100 || '0' <= s[0] && s[0] <= '9' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -101,6 +101,9 @@ func TestParseErrors(t *testing.T) {
 		{EnvVar, "SECRETS_PREFETCH_SECRETS=param:/x", 1, "reserved"},
 		{EnvVar, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=param:/x", 1, "reserved"},
 		{EnvVar, "PATH=param:/x", 1, "PATH"},
+		{EnvVar, "NODE_OPTIONS=param:/x", 1, "NODE_OPTIONS"},
+		{EnvVar, "PYTHONPATH=param:/x", 1, "PYTHONPATH"},
+		{EnvVar, "JAVA_TOOL_OPTIONS=param:/x", 1, "JAVA_TOOL_OPTIONS"},
 		{EnvVar, "A=secret:x, B=secret:y, A=param:/z", 3, "element 1 maps A"},
 		{File, "/etc/passwd=secret:x", 1, "under /tmp/"},
 		{File, "tmp/x=secret:x", 1, "under /tmp/"},
@@ -153,14 +156,6 @@ func TestEveryBadEntryReported(t *testing.T) {
 	}
 	if !reflect.DeepEqual(idx, []int{2, 3, 5}) {
 		t.Errorf("bad indices = %v, want [2 3 5]", idx)
-	}
-}
-
-func TestQuote(t *testing.T) {
-	long := strings.Repeat("é", 100)
-	q := Quote(long)
-	if !strings.HasSuffix(q, "...") || !utf8.ValidString(q) || len(q) > maxQuoted+10 {
-		t.Errorf("Quote(long) = %q", q)
 	}
 }
 
