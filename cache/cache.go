@@ -22,7 +22,7 @@ type Fetcher interface {
 	FetchPath(ctx context.Context, prefix string, recursive bool, deliver source.Deliver) (int, error)
 }
 
-// Options configure a Cache. Zero durations mean "none".
+// Options configure a Cache.
 type Options struct {
 	Fetcher       Fetcher
 	SecretsTTL    time.Duration // 0: every read fetches
@@ -47,7 +47,9 @@ type Options struct {
 	// Lazy lets reads fetch keys that Listed does not accept.
 	Lazy   bool
 	Listed func(source.Key) bool
-	// FetchTimeout bounds a fetch that a read starts, per service.
+	// SecretsTimeout and ParametersTimeout bound a fetch that a read starts
+	// and a read's wait for a fetch, per service; 0 means 30 s, since a
+	// read must not hang however the extension is configured.
 	SecretsTimeout, ParametersTimeout time.Duration
 
 	Now    func() time.Time // default time.Now
