@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,10 @@ func newHarness(t *testing.T, env map[string]string, events ...extapitest.Event)
 	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", awsSrv.URL)
 	t.Setenv("AWS_ENDPOINT_URL_SSM", awsSrv.URL)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	// Nor a developer's own AWS configuration (profiles, credentials).
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	h.api, h.rec = extapitest.NewServer(t, events...)
 	h.env = map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":                 h.api.Addr(),

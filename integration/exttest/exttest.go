@@ -25,6 +25,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,10 @@ func Start(t testing.TB, s Setup) *Ext {
 	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
 	t.Setenv("AWS_ENDPOINT_URL_SSM", endpoint)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	// Nor a developer's own AWS configuration (profiles, credentials).
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 
 	e.API, e.Rec = extapitest.NewServer(t)
 	if s.Before != nil {

@@ -183,7 +183,9 @@ func TestShutdownDrainsInFlightReads(t *testing.T) {
 			if err := e.Wait(t, 10*time.Second); err != nil {
 				t.Fatalf("Run after SHUTDOWN = %v, want nil", err)
 			}
-			if over := time.Since(deadline); over > 0 {
+			// Only a Run that ignores the deadline fails here; a loaded
+			// machine may overrun it by a scheduling delay.
+			if over := time.Since(deadline); over > time.Second {
 				t.Errorf("Run returned %v after the SHUTDOWN deadline", over)
 			}
 			wg.Wait()

@@ -171,11 +171,12 @@ func TestE2EPrefetchBeforeFirstInvoke(t *testing.T) {
 func TestE2EInitReadJoinsPrefetch(t *testing.T) {
 	t.Parallel()
 	a := seed{secrets: map[string]string{"slow": "s1"}}
-	w := newWorld(t, a, "SECRETS_PREFETCH_SECRETS=slow", "FUNC_READ_SECRETS=slow")
+	w := newWorld(t, a, "SECRETS_PREFETCH_SECRETS=slow", "FUNC_READ_SECRETS=slow",
+		"SECRETS_MANAGER_TIMEOUT_MILLIS=30000", "SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS=30000")
 	// Init starts at the first invoke, so this slows the prefetch. Long
 	// enough that the function's Init surely reads before it ends, even on a
-	// loaded machine.
-	w.aws.Inject(awstest.OpAll, awstest.Latency(2*time.Second))
+	// loaded machine running the other end-to-end tests beside it.
+	w.aws.Inject(awstest.OpAll, awstest.Latency(4*time.Second))
 
 	resp := w.invoke(t, testfunc.Request{Secrets: []string{"slow"}})
 	// A miss (it waited) and, below, no call of its own: it joined.

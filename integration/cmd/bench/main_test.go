@@ -16,6 +16,12 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the extension and runs the Go benchmarks: not in -short")
 	}
+	// run points this process's SDK at the emulator through the
+	// environment; t.Setenv restores it when the test ends.
+	for _, k := range []string{"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SSM", "AWS_EC2_METADATA_DISABLED"} {
+		t.Setenv(k, os.Getenv(k))
+	}
 	dir := t.TempDir()
 	o := options{smoke: true, out: filepath.Join(dir, "BENCHMARKS.md"), json: filepath.Join(dir, "benchmarks.json"), log: t.Logf}
 	rep, err := run(t.Context(), o)

@@ -213,7 +213,7 @@ func (r *Report) Markdown() string {
 	p("")
 	p("```sh")
 	p("make bench                                   # this report: BENCHMARKS.md and benchmarks.json (a few minutes)")
-	p("cd integration && go run ./cmd/bench -smoke   # every benchmark at tiny sizes, in seconds (CI runs it in make test)")
+	p("make bench-smoke   # every benchmark at tiny sizes, in seconds (make test runs it as a test)")
 	p("go test -run='^$' -bench=. -benchmem ./localserver ./cache ./app   # the Go benchmarks alone")
 	p("cd integration && go test -run='^$' -bench=RefreshDueSDK -cpuprofile=cpu.out ./cmd/bench   # 100 entries due through the real SDK, for pprof")
 	p("```")
@@ -314,7 +314,7 @@ func (r *Report) getMarkdown(p printer) {
 	hit, ok1 := r.goBench("BenchmarkServeHit")
 	floor, ok2 := r.goBench("BenchmarkFloor")
 	if ok1 && ok2 {
-		p("The handler alone (`go test -bench -benchmem ./localserver`, through `httptest.ResponseRecorder`, no network):")
+		p("The handler alone (`go test -run='^$' -bench=. -benchmem ./localserver`, through `httptest.ResponseRecorder`, no network):")
 		p("")
 		p("| benchmark | ns/op | B/op | allocs/op |")
 		p("|---|---|---|---|")
