@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
@@ -154,22 +155,7 @@ type pathFetch struct {
 }
 
 func (p *pathFetch) matches(name string) bool {
-	prefix := p.prefix + "/"
-	if p.prefix == "/" {
-		prefix = "/"
-	}
-	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
-		return false
-	}
-	if p.recursive {
-		return true
-	}
-	for _, c := range name[len(prefix):] {
-		if c == '/' {
-			return false
-		}
-	}
-	return true
+	return names.UnderPath(name, p.prefix, p.recursive)
 }
 
 // New returns an empty cache.

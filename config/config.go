@@ -5,6 +5,7 @@ package config
 import (
 	"time"
 
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
 	"github.com/secrets-prefetch/secrets-prefetch/zerocode/mapping"
 )
 
@@ -58,22 +59,7 @@ type Path struct {
 
 // Matches reports whether the parameter name falls under the path.
 func (p Path) Matches(name string) bool {
-	prefix := p.Prefix + "/"
-	if p.Prefix == "/" {
-		prefix = "/"
-	}
-	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
-		return false
-	}
-	if p.Recursive {
-		return true
-	}
-	for _, c := range name[len(prefix):] {
-		if c == '/' {
-			return false
-		}
-	}
-	return true
+	return names.UnderPath(name, p.Prefix, p.Recursive)
 }
 
 // Config is the extension's validated configuration.

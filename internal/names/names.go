@@ -81,3 +81,16 @@ func Printable(s string) bool {
 	}
 	return true
 }
+
+// UnderPath reports whether the parameter name falls under the path prefix:
+// directly (one more segment), or at any depth when recursive. This is
+// GetParametersByPath's rule, which /app/* and /app/** entries follow.
+func UnderPath(name, prefix string, recursive bool) bool {
+	if prefix != "/" {
+		prefix += "/"
+	}
+	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
+		return false
+	}
+	return recursive || !strings.Contains(name[len(prefix):], "/")
+}
