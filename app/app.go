@@ -191,7 +191,6 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 		Listed:            listed(cfg),
 		SecretsTimeout:    cfg.SecretsTimeout,
 		ParametersTimeout: cfg.ParamsTimeout,
-		Logger:            log,
 		Now:               now,
 	})
 	e.server = localserver.New(localserver.Options{

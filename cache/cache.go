@@ -6,7 +6,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -53,9 +52,8 @@ type Options struct {
 	// read must not hang however the extension is configured.
 	SecretsTimeout, ParametersTimeout time.Duration
 
-	Now    func() time.Time // default time.Now
-	Rand   func() float64   // in [0, 1), for jitter; default math/rand/v2
-	Logger *slog.Logger
+	Now  func() time.Time // default time.Now
+	Rand func() float64   // in [0, 1), for jitter; default math/rand/v2
 }
 
 // Status says how a read was answered.
@@ -165,9 +163,6 @@ func New(o Options) *Cache {
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Listed == nil {
 		o.Listed = func(source.Key) bool { return false }
