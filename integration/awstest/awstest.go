@@ -71,6 +71,9 @@ const (
 // start at once. It is the package's only shared state, for that reason.
 var kumoStartMu sync.Mutex
 
+// kumoCallMu serializes calls into kumo (see kumoRaw).
+var kumoCallMu sync.Mutex
+
 // AWS is one test AWS: a kumo server and the front before it. Its methods are
 // safe for concurrent use.
 type AWS struct {
