@@ -55,6 +55,9 @@ type Clock struct {
 	t  time.Time
 }
 
+// NewClock returns a Clock at the fixed instant the suites start from.
+func NewClock() *Clock { return &Clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
@@ -126,7 +129,7 @@ func Start(t testing.TB, s Setup) *Ext {
 	accepted := make(chan struct{}, 64)
 	e := &Ext{
 		AWS:      awstest.Start(t),
-		Clock:    &Clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		Clock:    NewClock(),
 		Out:      &SyncBuffer{},
 		Client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		Accepted: accepted,

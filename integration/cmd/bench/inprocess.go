@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/app"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 )
 
 // benchToken is the session token the extensions run here expect (the
@@ -27,7 +26,7 @@ type inProcess struct {
 	ready  chan time.Time
 	done   chan error
 	cancel context.CancelFunc
-	out    *syncBuffer
+	out    *exttest.SyncBuffer
 }
 
 // startInProcess runs app.Run with env (on top of the Lambda basics).
@@ -41,7 +40,7 @@ func startInProcess(env map[string]string) (*inProcess, error) {
 		addr:  l.Addr().String(),
 		ready: make(chan time.Time, 1),
 		done:  make(chan error, 1),
-		out:   &syncBuffer{},
+		out:   &exttest.SyncBuffer{},
 	}
 	full := map[string]string{
 		"AWS_LAMBDA_RUNTIME_API":                 x.api.Addr(),
@@ -99,23 +98,6 @@ func (x *inProcess) stop() error {
 	case <-time.After(20 * time.Second):
 		return fmt.Errorf("the extension did not shut down\n%s", x.out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // itemsEnv is the configuration that prefetches secrets and parameters.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 )
 
 // Footprint is the built binary's size, start-up time and memory.
@@ -271,7 +273,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	api   *extAPI
 	start time.Time
-	out   *syncBuffer
+	out   *exttest.SyncBuffer
 	exit  chan error
 }
 
@@ -280,7 +282,7 @@ func (w *world) startBinary(bin string, env map[string]string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{api: newExtAPI(), out: &syncBuffer{}, exit: make(chan error, 1)}
+	p := &proc{api: newExtAPI(), out: &exttest.SyncBuffer{}, exit: make(chan error, 1)}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),

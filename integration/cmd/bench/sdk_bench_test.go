@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
@@ -40,10 +40,10 @@ func BenchmarkRefreshDueSDK(b *testing.B) {
 		MaxConcurrency: 3,
 		SecretsTimeout: 5 * time.Second, ParametersTimeout: 5 * time.Second,
 	})
-	clock := &manualClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := exttest.NewClock()
 	c := cache.New(cache.Options{
 		Fetcher: src, SecretsTTL: 5 * time.Minute, ParametersTTL: 5 * time.Minute,
-		RefreshAhead: 0.8, Size: 1000, Now: clock.now,
+		RefreshAhead: 0.8, Size: 1000, Now: clock.Now,
 	})
 	if rep := c.Prefetch(ctx, keys, nil); rep.Fetched != len(keys) {
 		b.Fatalf("prefetched %d of %d: %v", rep.Fetched, len(keys), rep.Failed)
@@ -51,27 +51,10 @@ func BenchmarkRefreshDueSDK(b *testing.B) {
 	b.ReportAllocs()
 	cpu0 := processCPU()
 	for b.Loop() {
-		clock.advance(5 * time.Minute)
+		clock.Advance(5 * time.Minute)
 		if rep := c.RefreshDue(ctx); rep.Refreshed != len(keys) {
 			b.Fatalf("refreshed %d of %d", rep.Refreshed, len(keys))
 		}
 	}
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-type manualClock struct {
-	mu sync.Mutex // protects t
-	t  time.Time
-}
-
-func (c *manualClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
