@@ -45,6 +45,10 @@ const (
 	defaultShutdown  = 2 * time.Second // when a SHUTDOWN event carries no deadline
 	defaultRefreshTO = 5 * time.Second // when both service timeouts are 0
 	nextAttempts     = 5
+	// minRefreshWindow is the least time before an invoke's deadline worth
+	// starting a refresh in: about one AWS round trip with a retry. With
+	// less, due items wait for the next event (or a read) instead.
+	minRefreshWindow = 100 * time.Millisecond
 	// reportTimeout bounds an init/error or exit/error call: Lambda answers
 	// at once, and an API that doesn't must not keep the extension from exiting.
 	reportTimeout = 2 * time.Second
@@ -380,16 +384,26 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 	if to == 0 {
 		to = defaultRefreshTO
 	}
-	deadline := time.Now().Add(to)
-	if d := ev.Deadline(); !d.IsZero() && d.Add(-invokeMargin).Before(deadline) {
-		deadline = d.Add(-invokeMargin)
-	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 	start := time.Now()
+	deadline := start.Add(to)
+	var cause error // nil: the deadline bounds AWS, and a fetch it ends failed
+	if d := ev.Deadline(); !d.IsZero() && d.Add(-invokeMargin).Before(deadline) {
+		// The invoke's end comes first: what it cuts short is not the
+		// items' failure (cache.ErrCutShort), and they stay due.
+		deadline, cause = d.Add(-invokeMargin), cache.ErrCutShort
+		if deadline.Sub(start) < minRefreshWindow {
+			e.log.Debug("no time left to refresh; due items wait for the next event or read", "requestId", ev.RequestID, "left_ms", deadline.Sub(start).Milliseconds())
+			return
+		}
+	}
+	rctx, cancel := context.WithDeadlineCause(ctx, deadline, cause)
+	defer cancel()
 	rep := e.cache.RefreshDue(rctx)
 	if rep.Due > 0 {
-		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "duration_ms", time.Since(start).Milliseconds())
+		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "deferred", rep.Deferred, "duration_ms", time.Since(start).Milliseconds())
+	}
+	if rep.Deferred > 0 {
+		e.log.Debug("refresh cut short by the invoke's deadline; the items stay due", "requestId", ev.RequestID, "deferred", rep.Deferred)
 	}
 	for k, err := range rep.Errors {
 		e.log.Warn("refresh failed; the cached value is served within the stale bound", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)

@@ -519,8 +519,11 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 	} else {
 		e.err = serr
 		e.failures++
-		if serr.Class == source.ClassNotFound {
-			e.item = nil // deleted upstream: stop serving it
+		if !serr.Class.Temporary() {
+			// Deleted upstream, or access to it refused (IAM, KMS): stop
+			// serving it at once, however fresh the value was. (Not wiped:
+			// a response may still be writing it out.)
+			e.item = nil
 		}
 		// A whole-batch failure is not the key's own, so a read may try the
 		// key alone at once; but a refresh backs off all the same, so an

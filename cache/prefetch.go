@@ -180,14 +180,26 @@ func (c *Cache) removePath(p *pathFetch) {
 // RefreshReport tells what a RefreshDue did.
 type RefreshReport struct {
 	Due, Refreshed, Failed int
+	// Deferred counts the due entries the caller's deadline cut short (see
+	// ErrCutShort): not failures, and still due.
+	Deferred int
 	// Errors holds each failed key's error (names and codes, never values).
 	Errors map[source.Key]*source.Error
 }
 
+// ErrCutShort is the cause (context.WithDeadlineCause) a caller of
+// RefreshDue gives its context when the deadline is its own (an INVOKE's end)
+// rather than a bound on how long AWS may take: a fetch that deadline cuts
+// short is no failure of the item's.
+var ErrCutShort = errors.New("refresh cut short by the caller's deadline")
+
 // RefreshDue fetches, in batches, every entry past its refresh-ahead point and
 // every listed entry whose last fetch failed and whose backoff has passed. It
 // returns when they are done or ctx ends; on ctx's end the fetches are
-// canceled and the entries keep their values.
+// canceled and the entries keep their values. When ctx ends with the cause
+// ErrCutShort, the fetches it cut short count as neither refreshed nor
+// failed: no failure is recorded, no backoff begins, and the entries stay
+// due for the next RefreshDue or read. A ctx already done fetches nothing.
 func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 	now := c.opts.Now()
 	var (
@@ -195,6 +207,9 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 		calls = map[source.Key]*call{}
 	)
 	jitter := c.opts.Rand() // one for the round: see call.jitter
+	if ctx.Err() != nil {
+		return RefreshReport{} // no time left: not even a round trip
+	}
 	c.mu.Lock()
 	if c.closed || now.Before(c.dueAt) {
 		// Nothing can be due yet: no need to look at every entry.
@@ -233,6 +248,13 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 		cl := calls[k]
 		if cl == nil {
 			return // not asked for: a stray delivery
+		}
+		if cutShort(ctx, err) {
+			c.postpone(cl)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Deferred++
+			return
 		}
 		serr := c.finish(cl, item, notOwnFault(ctx, err))
 		mu.Lock()
@@ -290,4 +312,29 @@ func notOwnFault(ctx context.Context, err error) error {
 	c := *serr
 	c.Batch = true
 	return &c
+}
+
+// cutShort reports whether err is a fetch ended by ctx's deadline when that
+// deadline was the caller's own (ErrCutShort), not AWS failing to answer.
+func cutShort(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() == nil || !errors.Is(context.Cause(ctx), ErrCutShort) {
+		return false
+	}
+	var serr *source.Error
+	return errors.As(err, &serr) && serr.Class == source.ClassTimeout
+}
+
+// postpone ends a refresh fetch the caller's deadline cut short without
+// recording anything on its entry: no failure, no backoff, still due. Readers
+// that joined it see a whole-batch timeout and may fetch the key alone.
+func (c *Cache) postpone(cl *call) {
+	serr := &source.Error{Class: source.ClassTimeout, Code: "UpstreamTimeout", Message: "the refresh was cut short", Key: cl.e.key, Batch: true}
+	c.mu.Lock()
+	if cl.e.call == cl {
+		cl.e.call = nil
+	}
+	c.dueAt = earliest(c.dueAt, c.opts.Now())
+	cl.err = serr
+	c.mu.Unlock()
+	close(cl.done)
 }

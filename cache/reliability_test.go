@@ -1,0 +1,135 @@
+package cache
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/secrets-prefetch/secrets-prefetch/source"
+)
+
+// TestRefusalStopsServingAtOnce: a refresh or a read answered with a refusal
+// (access denied, KMS included, or not found) stops the value being served
+// at once, though it was still within its TTL; a temporary failure does not.
+func TestRefusalStopsServingAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		class source.Class
+		keep  bool
+	}{
+		{"access denied", source.ClassAccessDenied, false},
+		{"not found", source.ClassNotFound, false},
+		{"invalid", source.ClassInvalid, false},
+		{"throttled", source.ClassThrottled, true},
+		{"transient", source.ClassTransient, true},
+	} {
+		bubble(t, tc.name+" at refresh", func(t *testing.T) {
+			h := newHarness(t, nil)
+			first := h.mustGet(secret, Miss).Item
+			h.clock.advance(50 * time.Second) // the refresh point, well within the TTL
+			h.f.fail(secret, tc.class)
+			if rep := h.c.RefreshDue(context.Background()); rep.Failed != 1 {
+				t.Fatalf("report %+v", rep)
+			}
+			r, err := h.get(secret)
+			if tc.keep {
+				if err != nil || r.Status != Hit || r.Item != first {
+					t.Fatalf("got %v %s %q, want the cached value", err, r.Status, text(r))
+				}
+				return
+			}
+			if err == nil || errClass(t, err) != tc.class {
+				t.Fatalf("got %s %q (err %v), want the %s error", r.Status, text(r), err, tc.class)
+			}
+			h.wantOnes(secret) // the read did not call AWS: the refusal is cached
+		})
+		bubble(t, tc.name+" at refreshNow", func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.mustGet(secret, Miss)
+			h.f.fail(secret, tc.class)
+			h.clock.advance(time.Second)
+			if _, err := h.c.Get(context.Background(), secret, true); err == nil && !tc.keep {
+				t.Fatal("refreshNow: want the refusal")
+			}
+			_, err := h.get(secret)
+			if (err == nil) != tc.keep {
+				t.Fatalf("the read after: err %v, want served %t", err, tc.keep)
+			}
+		})
+	}
+}
+
+// TestRefreshCutShortIsNoFailure: a refresh the caller's own deadline cuts
+// short (ErrCutShort) records no failure and no backoff; its entries stay
+// due for the next round and a read fetches them. Ended any other way, it
+// is a failure as before.
+func TestRefreshCutShortIsNoFailure(t *testing.T) {
+	bubble(t, "cut short in flight", func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.StaleIfError = 0 })
+		a, b := source.SecretKey("a"), source.SecretKey("b")
+		h.c.Prefetch(context.Background(), []source.Key{a, b}, nil)
+		h.clock.advance(50 * time.Second)
+		release := h.hold("fetch")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		refc := h.goRefresh(ctx)
+		synctest.Wait()
+		cancel(ErrCutShort)
+		rep := <-refc
+		if rep.Due != 2 || rep.Deferred != 2 || rep.Failed != 0 || len(rep.Errors) != 0 {
+			t.Fatalf("report %+v, want 2 due, 2 deferred, none failed", rep)
+		}
+		if s := h.c.Stats(); s.RefreshErrors != 0 {
+			t.Fatalf("Stats %+v", s)
+		}
+		h.mustGet(a, Hit)
+		// Still due: the next round fetches both at once, no backoff.
+		release()
+		if rep := h.c.RefreshDue(context.Background()); rep.Due != 2 || rep.Refreshed != 2 {
+			t.Fatalf("next round %+v, want both refreshed", rep)
+		}
+	})
+
+	bubble(t, "a read past the TTL fetches", func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.StaleIfError = 0 })
+		h.mustGet(secret, Miss)
+		h.clock.advance(50 * time.Second)
+		h.hold("fetch")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		refc := h.goRefresh(ctx)
+		synctest.Wait()
+		cancel(ErrCutShort)
+		<-refc
+		h.clock.advance(50 * time.Second) // past the TTL, no stale-if-error
+		if r := h.mustGet(secret, Miss); text(r) != itemText(secret, 2) {
+			t.Fatalf("got %q", text(r))
+		}
+	})
+
+	bubble(t, "no time left at all", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.mustGet(secret, Miss)
+		h.clock.advance(50 * time.Second)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(ErrCutShort)
+		if rep := h.c.RefreshDue(ctx); rep.Due != 0 || rep.Failed != 0 {
+			t.Fatalf("report %+v, want nothing attempted", rep)
+		}
+		h.wantBatches()
+		if rep := h.c.RefreshDue(context.Background()); rep.Refreshed != 1 {
+			t.Fatalf("next round %+v, want the entry still due", rep)
+		}
+	})
+
+	bubble(t, "ended by another cause: a failure", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.mustGet(secret, Miss)
+		h.clock.advance(50 * time.Second)
+		h.hold("fetch")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if rep := h.c.RefreshDue(ctx); rep.Failed != 1 || rep.Deferred != 0 {
+			t.Fatalf("report %+v, want a failure", rep)
+		}
+	})
+}
