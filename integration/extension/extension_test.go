@@ -338,7 +338,8 @@ func TestReadDuringPrefetchJoinsIt(t *testing.T) {
 	<-arrived // the prefetch batch is in flight
 	got := make(chan exttest.Response, 1)
 	go func() { got <- e.Get(t, exttest.SecretPath("early-2")) }()
-	<-e.Accepted // the read has reached the extension
+	<-e.Accepted                            // the read has reached the extension
+	waitBlockedIn(t, "cache.(*Cache).wait") // and joined the batch in the cache
 	close(release)
 	r := <-got
 	if v := exttest.ValueOf(t, r); v != "e2" || r.XCache != "miss" {
