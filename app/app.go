@@ -167,12 +167,14 @@ type extension struct {
 
 func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
 	src := source.New(source.Options{
-		SecretsManager:    secretsmanager.NewFromConfig(awsCfg),
-		SSM:               ssm.NewFromConfig(awsCfg),
-		MaxConcurrency:    cfg.MaxConnections,
-		SecretsTimeout:    cfg.SecretsTimeout,
-		ParametersTimeout: cfg.ParamsTimeout,
-		Logger:            log,
+		SecretsManager:      secretsmanager.NewFromConfig(awsCfg),
+		SSM:                 ssm.NewFromConfig(awsCfg),
+		MaxConcurrency:      cfg.MaxConnections,
+		PrefetchConcurrency: cfg.Concurrency,
+		RetryThrottled:      true,
+		SecretsTimeout:      cfg.SecretsTimeout,
+		ParametersTimeout:   cfg.ParamsTimeout,
+		Logger:              log,
 	})
 	return assemble(cfg, src, log, now)
 }
@@ -434,11 +436,13 @@ func (e *extension) stop(ctx context.Context) {
 }
 
 // loadAWS builds the SDK configuration from the environment (region,
-// credentials, AWS_ENDPOINT_URL_*), with at most MaxConnections connections.
+// credentials, AWS_ENDPOINT_URL_*), with a connection per call the source
+// may have in flight: reads' (MaxConnections) and prefetches' (Concurrency).
 func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
+	conns := cfg.MaxConnections + cfg.Concurrency
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-		t.MaxConnsPerHost = cfg.MaxConnections
-		t.MaxIdleConnsPerHost = cfg.MaxConnections
+		t.MaxConnsPerHost = conns
+		t.MaxIdleConnsPerHost = conns
 	})
 	// Retries back off with jitter, but briefly: a function is waiting, and a
 	// stale value (or the next INVOKE) beats a long wait.

@@ -33,6 +33,7 @@ const (
 	EnvEnvMapping   = "SECRETS_PREFETCH_ENV"     // zero-code: environment variables the exec wrapper sets
 	EnvFileMapping  = "SECRETS_PREFETCH_FILES"   // zero-code: files the extension keeps under /tmp
 	EnvMetrics      = "SECRETS_PREFETCH_METRICS" // CloudWatch Embedded Metric Format lines on stdout
+	EnvConcurrency  = "SECRETS_PREFETCH_CONCURRENCY"
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -67,7 +68,7 @@ type Config struct {
 	HTTPPort       int           // 1..65535, default 2773
 	CacheEnabled   bool          // default true
 	CacheSize      int           // 1..100000, default 1000
-	MaxConnections int           // 1..1000, default 3: concurrent AWS calls
+	MaxConnections int           // 1..1000, default 3: concurrent AWS calls of reads
 	LogLevel       LogLevel      // default LogInfo
 	LogJSON        bool          // AWS_LAMBDA_LOG_FORMAT=JSON
 	SecretsTTL     time.Duration // 0..86400 s, default 300 s; 0 = no caching
@@ -84,6 +85,10 @@ type Config struct {
 	StaleIfError   time.Duration // 0..86400 s, default 300 s
 	Lazy           bool          // default true
 	Metrics        bool          // SECRETS_PREFETCH_METRICS: EMF metric lines; default false
+	// Concurrency bounds the AWS calls of the Init prefetch and of INVOKE
+	// refreshes in flight at once: 1..256, default 16 (one wave of calls
+	// for 160 parameters and 320 secrets). It adapts to throttling.
+	Concurrency int
 
 	// The zero-code mappings (package mapping's syntax); their items are
 	// prefetched like listed ones.

@@ -83,6 +83,7 @@ func Default() Config {
 		RefreshAhead:   0.8,
 		StaleIfError:   300 * time.Second,
 		Lazy:           true,
+		Concurrency:    16,
 	}
 }
 
@@ -115,6 +116,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.EnvMapping = p.mapping(EnvEnvMapping, mapping.EnvVar)
 	c.FileMapping = p.mapping(EnvFileMapping, mapping.File)
 	c.Metrics = p.boolean(EnvMetrics, d.Metrics)
+	c.Concurrency = p.integer(EnvConcurrency, 1, 256, d.Concurrency, "a whole number")
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	c.Token = p.token()
 	if len(p.errs) > 0 {

@@ -54,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		RefreshAhead:   0.8,
 		StaleIfError:   300 * time.Second,
 		Lazy:           true,
+		Concurrency:    16,
 		Token:          testToken,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -89,6 +90,7 @@ func TestScalars(t *testing.T) {
 	ahead := func(c Config) any { return c.RefreshAhead }
 	stale := func(c Config) any { return c.StaleIfError }
 	lazy := func(c Config) any { return c.Lazy }
+	conc := func(c Config) any { return c.Concurrency }
 
 	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -109,6 +111,8 @@ func TestScalars(t *testing.T) {
 	add(EnvCacheSize, size, badInts...)
 	add(EnvMaxConnections, conns, "", 3, "1", 1, "1000", 1000, "0", nil, "1001", nil)
 	add(EnvMaxConnections, conns, badInts...)
+	add(EnvConcurrency, conc, "", 16, "1", 1, "256", 256, "0", nil, "257", nil)
+	add(EnvConcurrency, conc, badInts...)
 	add(EnvSecretsTTL, sTTL, "", sec(300), "0", sec(0), "86400", sec(86400), "86401", nil, "300s", nil)
 	add(EnvSecretsTTL, sTTL, badInts...)
 	add(EnvParametersTTL, pTTL, "", sec(300), "0", sec(0), "86400", sec(86400), "86401", nil, "5m", nil)
@@ -259,12 +263,13 @@ func TestAllErrorsReported(t *testing.T) {
 		EnvRefreshAhead:   "1.5",
 		EnvStaleIfError:   "forever",
 		EnvLazy:           "no",
+		EnvConcurrency:    "0",
 	}))
 	assertOnlyVars(t, err,
 		EnvHTTPPort, EnvCacheEnabled, EnvCacheSize, EnvMaxConnections, EnvLogLevel,
 		EnvSecretsTTL, EnvParametersTTL, EnvSecretsTimeout, EnvParamsTimeout,
 		EnvSecrets, EnvParameters, EnvParameters, EnvRequired, EnvInitTimeout, EnvRefreshAhead,
-		EnvStaleIfError, EnvLazy, EnvLogFormat, EnvSessionToken)
+		EnvStaleIfError, EnvLazy, EnvConcurrency, EnvLogFormat, EnvSessionToken)
 }
 
 func TestToken(t *testing.T) {

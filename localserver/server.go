@@ -38,7 +38,10 @@ type Options struct {
 	// MaxWait is the longest a read may wait for one fetch (the larger
 	// service timeout); the write deadline leaves room for a few.
 	MaxWait time.Duration
-	Logger  *slog.Logger
+	// MaxConns bounds the open connections (DefaultMaxConns if 0); past
+	// it, the idlest is closed.
+	MaxConns int
+	Logger   *slog.Logger
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -47,6 +50,7 @@ type Server struct {
 	hasToken bool              // an empty token matches nothing
 	tokenSum [sha256.Size]byte // of the token, for tokenMatches
 	slots    chan struct{}
+	conns    *conns
 	srv      *http.Server
 	log      *slog.Logger
 
@@ -69,10 +73,16 @@ const (
 	handlerGrace = 250 * time.Millisecond
 )
 
+// idleTimeout closes keep-alive connections idle this long.
+const idleTimeout = 30 * time.Second
+
 // New returns a Server.
 func New(o Options) *Server {
 	if o.MaxInFlight < 1 {
 		o.MaxInFlight = 256
+	}
+	if o.MaxConns < 1 {
+		o.MaxConns = DefaultMaxConns
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -83,6 +93,7 @@ func New(o Options) *Server {
 	s := &Server{hasToken: o.Token != "", tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
 	o.Token = "" // only its digest is kept
 	s.opts = o
+	s.conns = newConns(o.MaxConns, o.Logger)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.srv = &http.Server{
 		Handler:           s,
@@ -90,8 +101,11 @@ func New(o Options) *Server {
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		// A read may wait for a twin's fetch, a path's and its own.
-		WriteTimeout:   max(2*time.Minute, 3*o.MaxWait+30*time.Second),
-		IdleTimeout:    2 * time.Minute,
+		WriteTimeout: max(2*time.Minute, 3*o.MaxWait+30*time.Second),
+		// Short: an idle keep-alive connection holds a file descriptor
+		// and its buffers; clients reconnect cheaply on loopback.
+		IdleTimeout:    idleTimeout,
+		ConnState:      s.conns.state,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 	}
@@ -288,7 +302,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	h.Set("Age", strconv.FormatInt(int64(max(res.Age, 0)/time.Second), 10)) // never negative (RFC 9111)
 	body := res.Item.Body
 	if req.hasJSONKey {
-		if body, err = extractJSONKey(res.Item.Text, req.jsonKey); err != nil {
+		text, _ := res.Item.StringValue()
+		if body, err = extractJSONKey(text, req.jsonKey); err != nil {
 			return writeErr(w, r, err), xcache
 		}
 		h["Content-Type"] = headerText

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 )
 
 // cannedAWS answers every call with the same status and body, and counts
@@ -197,6 +199,32 @@ func FuzzAWSResponse(f *testing.F) {
 		// per key; two pages of a path).
 		if n := canned.count(); n > 5 {
 			t.Fatalf("%d AWS calls for one fetch", n)
+		}
+	})
+}
+
+// FuzzStringValue: the value read back out of an item's body is the value
+// the item was made from, whatever it holds and whatever the fields before
+// it hold, for secrets and parameters alike.
+func FuzzStringValue(f *testing.F) {
+	for _, s := range []string{"", "plain", `{"a":"b"}`, `"SecretString":"x`, `\`, "\u2028", "é😀", "\x00\x1f", `"Value":"`} {
+		f.Add(s, `"SecretString":"`)
+	}
+	f.Fuzz(func(t *testing.T, value, name string) {
+		if !utf8.ValidString(value) {
+			return // AWS's values are UTF-8; the encoder replaces what isn't
+		}
+		s := secretItem(SecretKey("s"), aws.String(name), aws.String(name), aws.String(name), nil, aws.String(value), nil, []string{name})
+		if got, ok := s.StringValue(); !ok || string(got) != value {
+			t.Fatalf("secret: StringValue = %q, %v; want %q", got, ok, value)
+		}
+		p := parameterItem(ParameterKey("p"), &ssmtypes.Parameter{ARN: aws.String(name), Name: aws.String(name), DataType: aws.String(name), Value: aws.String(value)})
+		if got, ok := p.StringValue(); !ok || string(got) != value {
+			t.Fatalf("parameter: StringValue = %q, %v; want %q", got, ok, value)
+		}
+		b := secretItem(SecretKey("b"), aws.String(name), aws.String(name), nil, nil, nil, []byte(value), nil)
+		if got, ok := b.StringValue(); ok {
+			t.Fatalf("binary secret: StringValue = %q, want none", got)
 		}
 	})
 }

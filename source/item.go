@@ -13,13 +13,16 @@ import (
 //
 // Body is the response body AWS's Parameters and Secrets extension returns for
 // the item (its GetSecretValue or GetParameter JSON), rendered once here so a
-// cached read costs no encoding. Text is the string value (SecretString or the
-// parameter's Value), nil when the item has none (a binary secret); it backs
-// jsonKey extraction. Both hold secret material: they are byte slices so Wipe
-// can overwrite them.
+// cached read costs no encoding. It is the only copy of the value an item
+// from the Source keeps: StringValue reads the value out of it when asked
+// (jsonKey, the zero-code modes). Body is a byte slice so Wipe can overwrite
+// it.
 type Item struct {
 	Key  Key
 	Body []byte
+	// Text, when set, is the string value (SecretString or the parameter's
+	// Value) held apart from Body. Items from the Source leave it nil (one
+	// copy of each value); items made by hand (fakes, tests) may set it.
 	Text []byte
 
 	Name string // the name AWS reports; may differ from Key.ID (an ARN, say)
@@ -35,6 +38,51 @@ func (it *Item) Wipe() {
 	clear(it.Body)
 	clear(it.Text)
 }
+
+// StringValue returns the item's string value (SecretString, or the
+// parameter's Value) and true, or false when it has none (a binary secret).
+// When the value needed no escaping in Body the result is a sub-slice of
+// Body, else a copy decoded from it; either way it must not be modified.
+func (it *Item) StringValue() ([]byte, bool) {
+	if it.Text != nil {
+		return it.Text, true
+	}
+	field := secretStringField
+	if it.Key.Service == ParameterStore {
+		field = parameterValueField
+	}
+	// In the JSON of Body a key's quotes are bare, and every quote inside a
+	// string is escaped, so the field's key can't be matched inside a value.
+	i := bytes.Index(it.Body, field)
+	if i < 0 {
+		return nil, false // "SecretString":null, or not a body of ours
+	}
+	start := i + len(field) // just past the opening quote
+	escaped := false
+	for j := start; j < len(it.Body); j++ {
+		switch it.Body[j] {
+		case '\\':
+			escaped = true
+			j++ // the escaped character can't end the string
+		case '"':
+			if !escaped {
+				return it.Body[start:j:j], true
+			}
+			var s string
+			if err := json.Unmarshal(it.Body[start-1:j+1], &s); err != nil {
+				return nil, false
+			}
+			return []byte(s), true
+		}
+	}
+	return nil, false
+}
+
+// The keys StringValue looks for, each with its value's opening quote.
+var (
+	secretStringField   = []byte(`"SecretString":"`)
+	parameterValueField = []byte(`"Value":"`)
+)
 
 // isoMillis is the time format AWS's extension uses: UTC, milliseconds, "Z".
 const isoMillis = "2006-01-02T15:04:05.000Z"
@@ -109,11 +157,7 @@ func secretItem(key Key, arn, name, versionID *string, created *time.Time, str *
 		VersionID:     versionID,
 		VersionStages: stages,
 	}
-	it := &Item{Key: key, Body: marshal(body), Name: deref(name), ARN: deref(arn)}
-	if str != nil {
-		it.Text = []byte(*str)
-	}
-	return it
+	return &Item{Key: key, Body: marshal(body), Name: deref(name), ARN: deref(arn)}
 }
 
 func secretEntryItem(key Key, e *smtypes.SecretValueEntry) *Item {
@@ -137,11 +181,7 @@ func parameterItem(key Key, p *ssmtypes.Parameter) *Item {
 		Value:            p.Value,
 		Version:          p.Version,
 	}}
-	it := &Item{Key: key, Body: marshal(body), Name: deref(p.Name), ARN: deref(p.ARN), Secure: p.Type == ssmtypes.ParameterTypeSecureString}
-	if p.Value != nil {
-		it.Text = []byte(*p.Value)
-	}
-	return it
+	return &Item{Key: key, Body: marshal(body), Name: deref(p.Name), ARN: deref(p.ARN), Secure: p.Type == ssmtypes.ParameterTypeSecureString}
 }
 
 func deref(s *string) string {

@@ -221,11 +221,15 @@ func TestCompatGolden(t *testing.T) {
 			if it.Key != key {
 				t.Errorf("Key = %+v, want %+v", it.Key, key)
 			}
+			if it.Text != nil {
+				t.Errorf("Text = %q, want nil: the value's one copy is in Body", it.Text)
+			}
+			got, ok := it.StringValue()
 			switch {
-			case text == nil && it.Text != nil:
-				t.Errorf("Text = %q, want nil (no string value)", it.Text)
-			case text != nil && (it.Text == nil || string(it.Text) != *text):
-				t.Errorf("Text = %q, want %q", it.Text, *text)
+			case text == nil && ok:
+				t.Errorf("StringValue = %q, want none", got)
+			case text != nil && (!ok || string(got) != *text):
+				t.Errorf("StringValue = %q, %v; want %q", got, ok, *text)
 			}
 			if it.Name != aws.ToString(name) || it.ARN != aws.ToString(arn) {
 				t.Errorf("Name, ARN = %q, %q; want %q, %q", it.Name, it.ARN, aws.ToString(name), aws.ToString(arn))
@@ -291,12 +295,25 @@ func TestRenderEdgeCases(t *testing.T) {
 
 func TestItemText(t *testing.T) {
 	bin := secretItem(SecretKey("b"), nil, nil, nil, nil, nil, []byte("raw"), nil)
-	if bin.Text != nil {
-		t.Errorf("binary secret: Text = %q, want nil", bin.Text)
+	if v, ok := bin.StringValue(); ok {
+		t.Errorf("binary secret: StringValue = %q, want none", v)
 	}
 	empty := secretItem(SecretKey("e"), nil, nil, nil, nil, aws.String(""), nil, nil)
-	if empty.Text == nil || len(empty.Text) != 0 {
-		t.Errorf("empty SecretString: Text = %#v, want empty and non-nil (a string, not binary)", empty.Text)
+	if v, ok := empty.StringValue(); !ok || len(v) != 0 {
+		t.Errorf("empty SecretString: StringValue = %#v, %v; want empty and present (a string, not binary)", v, ok)
+	}
+	// A value that needed no escaping is read in place; one that did is
+	// decoded, exactly.
+	for _, v := range []string{"plain", `{"user":"u","p":"\\ \" \u00e9 é 😀 <&>"}`, "line\nbreak\ttab", "\u2028\u2029 \x00"} {
+		it := secretItem(SecretKey("s"), nil, aws.String(`"SecretString":"x`), nil, nil, aws.String(v), nil, nil)
+		got, ok := it.StringValue()
+		if !ok || string(got) != v {
+			t.Errorf("StringValue = %q, %v; want %q", got, ok, v)
+		}
+		p := parameterItem(ParameterKey("p"), &ssmtypes.Parameter{Name: aws.String(`"Value":"x`), Value: aws.String(v)})
+		if got, ok := p.StringValue(); !ok || string(got) != v {
+			t.Errorf("parameter StringValue = %q, %v; want %q", got, ok, v)
+		}
 	}
 	for typ, secure := range map[ssmtypes.ParameterType]bool{
 		ssmtypes.ParameterTypeString:       false,
@@ -307,8 +324,8 @@ func TestItemText(t *testing.T) {
 		if it.Secure != secure {
 			t.Errorf("%s: Secure = %v, want %v", typ, it.Secure, secure)
 		}
-		if string(it.Text) != "v" {
-			t.Errorf("%s: Text = %q, want %q", typ, it.Text, "v")
+		if v, _ := it.StringValue(); string(v) != "v" {
+			t.Errorf("%s: StringValue = %q, want %q", typ, v, "v")
 		}
 	}
 }
@@ -320,18 +337,19 @@ func TestItemWipe(t *testing.T) {
 	p := parameterItem(ParameterKey("p"), &ssmtypes.Parameter{Type: ssmtypes.ParameterTypeSecureString, Value: aws.String(value)})
 	bin := secretItem(SecretKey("b"), nil, nil, nil, nil, nil, []byte(value), nil)
 	for _, it := range []*Item{it, p, bin} {
-		// Text must not share Body's memory (else a jsonKey reader could see a
-		// half-wiped value), and Wipe must reach both.
-		if len(it.Text) > 0 && len(it.Body) > 0 && &it.Text[0] == &it.Body[0] {
-			t.Errorf("%s: Text aliases Body", it.Key)
-		}
-		bodyLen, textLen := len(it.Body), len(it.Text)
+		// Body is the one copy of the value: Wipe reaches it, and with it
+		// the value StringValue reads in place.
+		text, _ := it.StringValue()
+		bodyLen := len(it.Body)
 		it.Wipe()
-		if len(it.Body) != bodyLen || len(it.Text) != textLen {
-			t.Errorf("%s: Wipe changed lengths", it.Key)
+		if len(it.Body) != bodyLen {
+			t.Errorf("%s: Wipe changed the length", it.Key)
 		}
-		if bytes.ContainsFunc(it.Body, func(r rune) bool { return r != 0 }) || bytes.ContainsFunc(it.Text, func(r rune) bool { return r != 0 }) {
-			t.Errorf("%s: after Wipe Body = %q, Text = %q; want all zero bytes", it.Key, it.Body, it.Text)
+		if bytes.ContainsFunc(it.Body, func(r rune) bool { return r != 0 }) || bytes.ContainsFunc(text, func(r rune) bool { return r != 0 }) {
+			t.Errorf("%s: after Wipe Body = %q, value = %q; want all zero bytes", it.Key, it.Body, text)
+		}
+		if v, ok := it.StringValue(); ok && bytes.ContainsFunc(v, func(r rune) bool { return r != 0 }) {
+			t.Errorf("%s: after Wipe StringValue = %q", it.Key, v)
 		}
 	}
 	if str != value {

@@ -38,8 +38,19 @@ type SSMAPI interface {
 type Options struct {
 	SecretsManager SecretsManagerAPI
 	SSM            SSMAPI
-	// MaxConcurrency bounds the AWS calls in flight at once, across services.
+	// MaxConcurrency bounds the AWS calls of reads (FetchOne) in flight at
+	// once, across services.
 	MaxConcurrency int
+	// PrefetchConcurrency bounds the calls of prefetches and refreshes
+	// (Fetch, FetchPath) in flight at once; 0 means MaxConcurrency. Both
+	// bounds adapt to throttling (see limiter).
+	PrefetchConcurrency int
+	// RetryThrottled makes prefetches and refreshes ride out throttling
+	// rather than fail at once: a throttled BatchGetSecretValue falls back to
+	// GetSecretValue per secret (a quota a hundred times larger), and other
+	// throttled calls of Fetch and FetchPath are made again after a
+	// jittered back-off, within the caller's context.
+	RetryThrottled bool
 	// Per-call timeouts; 0 means none beyond the caller's context.
 	SecretsTimeout, ParametersTimeout time.Duration
 	Logger                            *slog.Logger
@@ -53,7 +64,9 @@ type Deliver func(key Key, item *Item, err error)
 type Source struct {
 	sm      SecretsManagerAPI
 	ssm     SSMAPI
-	sem     chan struct{} // bounds concurrent AWS calls
+	reads   *limiter // bounds concurrent AWS calls of reads
+	batches *limiter // bounds concurrent AWS calls of prefetches and refreshes
+	retry   bool     // Options.RetryThrottled
 	smTO    time.Duration
 	ssmTO   time.Duration
 	log     *slog.Logger
@@ -66,26 +79,49 @@ func New(o Options) *Source {
 	if o.MaxConcurrency < 1 {
 		o.MaxConcurrency = 1
 	}
+	if o.PrefetchConcurrency < 1 {
+		o.PrefetchConcurrency = o.MaxConcurrency
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Source{
 		sm: o.SecretsManager, ssm: o.SSM,
-		sem:  make(chan struct{}, o.MaxConcurrency),
-		smTO: o.SecretsTimeout, ssmTO: o.ParametersTimeout,
+		reads:   newLimiter(o.MaxConcurrency),
+		batches: newLimiter(o.PrefetchConcurrency),
+		retry:   o.RetryThrottled,
+		smTO:    o.SecretsTimeout, ssmTO: o.ParametersTimeout,
 		log: o.Logger,
 	}
 }
 
 // call runs one AWS call of api within the concurrency bound and the
-// service's per-call timeout, and counts it.
-func (s *Source) call(ctx context.Context, api API, fn func(context.Context) error) (err error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+// service's per-call timeout, and counts it. Under a prefetch or refresh
+// (batchContext) with RetryThrottled, a throttled call other than
+// BatchGetSecretValue (which has its own fallback) is made again after a
+// back-off, for as long as ctx allows.
+func (s *Source) call(ctx context.Context, api API, fn func(context.Context) error) error {
+	lim, batch := s.reads, inBatch(ctx)
+	if batch {
+		lim = s.batches
 	}
-	defer func() { <-s.sem }()
+	for attempt := 0; ; attempt++ {
+		err := s.callOnce(ctx, lim, api, fn)
+		if err == nil || !batch || !s.retry || api == APIBatchGetSecretValue || !isThrottled(err) {
+			return err
+		}
+		if !sleepCtx(ctx, throttleBackoff(attempt)) {
+			return err
+		}
+	}
+}
+
+func (s *Source) callOnce(ctx context.Context, lim *limiter, api API, fn func(context.Context) error) (err error) {
+	gen, err := lim.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { lim.release(gen, err != nil && isThrottled(err)) }()
 	if err := ctx.Err(); err != nil {
 		return err // the slot came free as ctx ended: no call was made
 	}
@@ -107,6 +143,7 @@ func (s *Source) call(ctx context.Context, api API, fn func(context.Context) err
 // that key's outcome is known. It returns when every key has been delivered.
 // deliver may be called from several goroutines at once.
 func (s *Source) Fetch(ctx context.Context, keys []Key, deliver Deliver) {
+	ctx = batchContext(ctx)
 	var secrets, params, decryptOff, singles []Key
 	for _, k := range keys {
 		switch {
@@ -210,6 +247,12 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 			if !s.noBatch.Swap(true) {
 				s.log.Warn("BatchGetSecretValue refused; using GetSecretValue from now on", "error", classify(Key{Service: SecretsManager, ID: "batch"}, err).Code)
 			}
+			s.fetchEach(ctx, keys, deliver)
+			return
+		}
+		if s.retry && isThrottled(err) {
+			// BatchGetSecretValue's quota (100 TPS) is a hundredth of
+			// GetSecretValue's: ask for each secret on its own.
 			s.fetchEach(ctx, keys, deliver)
 			return
 		}
@@ -357,6 +400,7 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 // following pages, and delivers each as a plain decrypted parameter key. It
 // returns the number of parameters found, and the error that stopped it.
 func (s *Source) FetchPath(ctx context.Context, prefix string, recursive bool, deliver Deliver) (int, error) {
+	ctx = batchContext(ctx)
 	in := &ssm.GetParametersByPathInput{
 		Path:           aws.String(prefix),
 		Recursive:      aws.Bool(recursive),

@@ -319,7 +319,8 @@ func (dl delivery) outcome() string {
 	if dl.item == nil {
 		return "nothing"
 	}
-	return string(dl.item.Text)
+	v, _ := dl.item.StringValue()
+	return string(v)
 }
 
 func secretKeys(prefix string, n int) []Key {
@@ -532,8 +533,8 @@ func TestFetchPartitionsKeys(t *testing.T) {
 				default:
 					want = fmt.Sprintf("get:%s|decrypt=%t", k.ID+k.Selector, k.Decrypt)
 				}
-				if string(dl.item.Text) != want {
-					t.Errorf("%v: text %q, want %q", k, dl.item.Text, want)
+				if v, _ := dl.item.StringValue(); string(v) != want {
+					t.Errorf("%v: text %q, want %q", k, v, want)
 				}
 			}
 		})
@@ -1127,7 +1128,7 @@ func TestFetchPath(t *testing.T) {
 			src := New(Options{SecretsManager: &fakeSM{}, SSM: ps})
 			var delivered []string
 			n, err := src.FetchPath(t.Context(), "/app", tt.recursive, func(k Key, it *Item, err error) {
-				if err != nil || it == nil || k != ParameterKey(k.ID) || it.Key != k || string(it.Text) != "v"+k.ID {
+				if err != nil || it == nil || k != ParameterKey(k.ID) || it.Key != k || textOf(it) != "v"+k.ID {
 					t.Errorf("delivered %v, %v, %v", k, it, err)
 				}
 				delivered = append(delivered, k.ID)
@@ -1342,4 +1343,9 @@ func TestCanceledWaitingForSlot(t *testing.T) {
 			})
 		})
 	}
+}
+
+func textOf(it *Item) string {
+	v, _ := it.StringValue()
+	return string(v)
 }

@@ -107,11 +107,11 @@ func TestStatsNotCountedWhenNoCallIsMade(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	// Canceled while waiting for the concurrency bound: no call went out.
-	s.sem <- struct{}{}
+	g, _ := s.reads.acquire(t.Context())
 	if err := s.call(ctx, APIGetParameter, func(context.Context) error { return nil }); err == nil {
 		t.Fatal("call with a canceled context and a full bound = nil")
 	}
-	<-s.sem
+	s.reads.release(g, false)
 	if st := s.Stats(); st.TotalCalls() != 0 || st.TotalErrors() != 0 {
 		t.Errorf("Stats = %+v, want nothing counted", st)
 	}

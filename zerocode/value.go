@@ -61,11 +61,12 @@ type raw struct {
 	binary bool
 }
 
-// itemValue reads the value out of a cached item. Text is the item's own
-// slice (not to be modified); a binary secret is decoded from the body.
+// itemValue reads the value out of a cached item. A string value may be
+// the item's own bytes (not to be modified); a binary secret is decoded
+// from the body.
 func itemValue(it *source.Item) (raw, error) {
-	if it.Text != nil {
-		return raw{data: it.Text}, nil
+	if text, ok := it.StringValue(); ok {
+		return raw{data: text}, nil
 	}
 	return bodyValue(it.Key.Service, it.Body)
 }

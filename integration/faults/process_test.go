@@ -94,8 +94,13 @@ type proc struct {
 
 func startProc(t *testing.T, env ...string) *proc {
 	t.Helper()
-	p := &proc{out: &exttest.SyncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(extensionBinary(t))
+	return startCmd(t, exec.Command(extensionBinary(t)), env...)
+}
+
+// startCmd starts cmd, which runs the extension, with env.
+func startCmd(t *testing.T, cmd *exec.Cmd, env ...string) *proc {
+	t.Helper()
+	p := &proc{out: &exttest.SyncBuffer{}, exited: make(chan struct{}), cmd: cmd}
 	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_REGION=us-east-1",
