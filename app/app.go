@@ -167,8 +167,16 @@ type extension struct {
 
 func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
 	src := source.New(source.Options{
-		SecretsManager:      secretsmanager.NewFromConfig(awsCfg),
-		SSM:                 ssm.NewFromConfig(awsCfg),
+		SecretsManager: secretsmanager.NewFromConfig(awsCfg),
+		SSM:            ssm.NewFromConfig(awsCfg),
+		HomeRegion:     awsCfg.Region,
+		// An ARN of another region is fetched there: clients made from the
+		// same configuration (credentials, retries, HTTP client and so the
+		// connection limit), with that region's endpoint and signature.
+		NewClients: func(region string) (source.SecretsManagerAPI, source.SSMAPI, error) {
+			return secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) { o.Region = region }),
+				ssm.NewFromConfig(awsCfg, func(o *ssm.Options) { o.Region = region }), nil
+		},
 		MaxConcurrency:      cfg.MaxConnections,
 		PrefetchConcurrency: cfg.Concurrency,
 		RetryThrottled:      true,

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,10 +35,18 @@ type SSMAPI interface {
 
 // Options configure a Source.
 type Options struct {
+	// SecretsManager and SSM are the home region's clients, with the
+	// extension's own credentials.
 	SecretsManager SecretsManagerAPI
 	SSM            SSMAPI
+	// HomeRegion is the region of SecretsManager and SSM. Keys whose ARN
+	// names another region are fetched with clients for that region, made
+	// by NewClients when first needed (nil: every key goes to the home
+	// clients).
+	HomeRegion string
+	NewClients ClientFactory
 	// MaxConcurrency bounds the AWS calls of reads (FetchOne) in flight at
-	// once, across services.
+	// once, across services and regions.
 	MaxConcurrency int
 	// PrefetchConcurrency bounds the calls of prefetches and refreshes
 	// (Fetch, FetchPath) in flight at once; 0 means MaxConcurrency. Both
@@ -62,16 +69,15 @@ type Deliver func(key Key, item *Item, err error)
 // Source fetches items from AWS, batching where the APIs allow. It is safe for
 // concurrent use.
 type Source struct {
-	sm      SecretsManagerAPI
-	ssm     SSMAPI
-	reads   *limiter // bounds concurrent AWS calls of reads
+	home    *clients
+	reads   *limiter // bounds concurrent AWS calls of reads, in every region
 	batches *limiter // bounds concurrent AWS calls of prefetches and refreshes
 	retry   bool     // Options.RetryThrottled
 	smTO    time.Duration
 	ssmTO   time.Duration
 	log     *slog.Logger
-	noBatch atomic.Bool // set once BatchGetSecretValue has been refused
 	stats   counters
+	reach   reach
 }
 
 // New returns a Source.
@@ -86,12 +92,13 @@ func New(o Options) *Source {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Source{
-		sm: o.SecretsManager, ssm: o.SSM,
+		home:    &clients{sm: o.SecretsManager, ssm: o.SSM},
 		reads:   newLimiter(o.MaxConcurrency),
 		batches: newLimiter(o.PrefetchConcurrency),
 		retry:   o.RetryThrottled,
 		smTO:    o.SecretsTimeout, ssmTO: o.ParametersTimeout,
-		log: o.Logger,
+		log:   o.Logger,
+		reach: reach{homeRegion: o.HomeRegion, newClients: o.NewClients, others: map[target]*clients{}},
 	}
 }
 
@@ -141,9 +148,26 @@ func (s *Source) callOnce(ctx context.Context, lim *limiter, api API, fn func(co
 // Fetch fetches keys, in batches where the APIs allow and in parallel up to
 // the concurrency bound, and calls deliver exactly once per key as soon as
 // that key's outcome is known. It returns when every key has been delivered.
-// deliver may be called from several goroutines at once.
+// deliver may be called from several goroutines at once. Keys of other
+// regions are fetched there, in batches of their own.
 func (s *Source) Fetch(ctx context.Context, keys []Key, deliver Deliver) {
 	ctx = batchContext(ctx)
+	groups := s.group(keys, deliver)
+	if len(groups) == 1 {
+		for cl, keys := range groups {
+			s.fetchGroup(ctx, cl, keys, deliver)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for cl, keys := range groups {
+		wg.Go(func() { s.fetchGroup(ctx, cl, keys, deliver) })
+	}
+	wg.Wait()
+}
+
+// fetchGroup fetches keys that cl serves.
+func (s *Source) fetchGroup(ctx context.Context, cl *clients, keys []Key, deliver Deliver) {
 	var secrets, params, decryptOff, singles []Key
 	for _, k := range keys {
 		switch {
@@ -161,15 +185,15 @@ func (s *Source) Fetch(ctx context.Context, keys []Key, deliver Deliver) {
 	}
 	var wg sync.WaitGroup
 	for chunk := range chunks(secrets, secretsPerBatch) {
-		wg.Go(func() { s.fetchSecretBatch(ctx, chunk, deliver) })
+		wg.Go(func() { s.fetchSecretBatch(ctx, cl, chunk, deliver) })
 	}
 	for _, group := range [][]Key{params, decryptOff} {
 		for chunk := range chunks(group, parametersPerBatch) {
-			wg.Go(func() { s.fetchParameterBatch(ctx, chunk, deliver) })
+			wg.Go(func() { s.fetchParameterBatch(ctx, cl, chunk, deliver) })
 		}
 	}
 	for _, k := range singles {
-		wg.Go(func() { s.fetchOne(ctx, k, deliver) })
+		wg.Go(func() { s.fetchOne(ctx, cl, k, deliver) })
 	}
 	wg.Wait()
 }
@@ -180,19 +204,23 @@ func (s *Source) FetchOne(ctx context.Context, key Key) (*Item, error) {
 		item *Item
 		err  error
 	)
-	s.fetchOne(ctx, key, func(_ Key, it *Item, e error) { item, err = it, e })
+	cl, cerr := s.clientsFor(key)
+	if cerr != nil {
+		return nil, cerr
+	}
+	s.fetchOne(ctx, cl, key, func(_ Key, it *Item, e error) { item, err = it, e })
 	return item, err
 }
 
-func (s *Source) fetchOne(ctx context.Context, key Key, deliver Deliver) {
+func (s *Source) fetchOne(ctx context.Context, cl *clients, key Key, deliver Deliver) {
 	if key.Service == SecretsManager {
-		s.getSecret(ctx, key, deliver)
+		s.getSecret(ctx, cl, key, deliver)
 		return
 	}
 	name := key.ID + key.Selector
 	var out *ssm.GetParameterOutput
 	err := s.call(ctx, APIGetParameter, func(ctx context.Context) (err error) {
-		out, err = s.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(key.Decrypt)})
+		out, err = cl.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(key.Decrypt)})
 		return err
 	})
 	if err == nil && out.Parameter == nil {
@@ -205,7 +233,7 @@ func (s *Source) fetchOne(ctx context.Context, key Key, deliver Deliver) {
 	deliver(key, parameterItem(key, out.Parameter), nil)
 }
 
-func (s *Source) getSecret(ctx context.Context, key Key, deliver Deliver) {
+func (s *Source) getSecret(ctx context.Context, cl *clients, key Key, deliver Deliver) {
 	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(key.ID)}
 	if key.VersionID != "" {
 		in.VersionId = aws.String(key.VersionID)
@@ -215,7 +243,7 @@ func (s *Source) getSecret(ctx context.Context, key Key, deliver Deliver) {
 	}
 	var out *secretsmanager.GetSecretValueOutput
 	err := s.call(ctx, APIGetSecretValue, func(ctx context.Context) (err error) {
-		out, err = s.sm.GetSecretValue(ctx, in)
+		out, err = cl.sm.GetSecretValue(ctx, in)
 		return err
 	})
 	if err != nil {
@@ -228,9 +256,9 @@ func (s *Source) getSecret(ctx context.Context, key Key, deliver Deliver) {
 // fetchSecretBatch fetches up to 20 current secret versions with one
 // BatchGetSecretValue. Ids the batch can't answer for (refused batch API, an
 // id the response doesn't name) go to GetSecretValue, concurrently.
-func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliver) {
-	if len(keys) == 1 || s.noBatch.Load() {
-		s.fetchEach(ctx, keys, deliver)
+func (s *Source) fetchSecretBatch(ctx context.Context, cl *clients, keys []Key, deliver Deliver) {
+	if len(keys) == 1 || cl.noBatch.Load() {
+		s.fetchEach(ctx, cl, keys, deliver)
 		return
 	}
 	ids := make([]string, len(keys))
@@ -239,21 +267,21 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 	}
 	var out *secretsmanager.BatchGetSecretValueOutput
 	err := s.call(ctx, APIBatchGetSecretValue, func(ctx context.Context) (err error) {
-		out, err = s.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids})
+		out, err = cl.sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids})
 		return err
 	})
 	if err != nil {
 		if batchRefused(err) {
-			if !s.noBatch.Swap(true) {
+			if !cl.noBatch.Swap(true) {
 				s.log.Warn("BatchGetSecretValue refused; using GetSecretValue from now on", "error", classify(Key{Service: SecretsManager, ID: "batch"}, err).Code)
 			}
-			s.fetchEach(ctx, keys, deliver)
+			s.fetchEach(ctx, cl, keys, deliver)
 			return
 		}
 		if s.retry && isThrottled(err) {
 			// BatchGetSecretValue's quota (100 TPS) is a hundredth of
 			// GetSecretValue's: ask for each secret on its own.
-			s.fetchEach(ctx, keys, deliver)
+			s.fetchEach(ctx, cl, keys, deliver)
 			return
 		}
 		for _, k := range keys {
@@ -304,7 +332,7 @@ func (s *Source) fetchSecretBatch(ctx context.Context, keys []Key, deliver Deliv
 			rest = append(rest, k)
 		}
 	}
-	s.fetchEach(ctx, rest, deliver)
+	s.fetchEach(ctx, cl, rest, deliver)
 }
 
 // completesPartialARN reports whether arn is the full ARN of a secret asked
@@ -327,18 +355,18 @@ func batchEntryError(k Key, e smtypes.APIErrorType) *Error {
 }
 
 // fetchEach fetches keys one by one, concurrently.
-func (s *Source) fetchEach(ctx context.Context, keys []Key, deliver Deliver) {
+func (s *Source) fetchEach(ctx context.Context, cl *clients, keys []Key, deliver Deliver) {
 	var wg sync.WaitGroup
 	for _, k := range keys {
-		wg.Go(func() { s.fetchOne(ctx, k, deliver) })
+		wg.Go(func() { s.fetchOne(ctx, cl, k, deliver) })
 	}
 	wg.Wait()
 }
 
 // fetchParameterBatch fetches up to 10 parameters with one GetParameters.
-func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver Deliver) {
+func (s *Source) fetchParameterBatch(ctx context.Context, cl *clients, keys []Key, deliver Deliver) {
 	if len(keys) == 1 {
-		s.fetchOne(ctx, keys[0], deliver)
+		s.fetchOne(ctx, cl, keys[0], deliver)
 		return
 	}
 	names := make([]string, len(keys))
@@ -347,7 +375,7 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 	}
 	var out *ssm.GetParametersOutput
 	err := s.call(ctx, APIGetParameters, func(ctx context.Context) (err error) {
-		out, err = s.ssm.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(keys[0].Decrypt)})
+		out, err = cl.ssm.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(keys[0].Decrypt)})
 		return err
 	})
 	if err != nil {
@@ -355,7 +383,7 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 			// IAM and KMS judge every name of a GetParameters call, so one
 			// denied or invalid name fails them all: give each its own
 			// outcome with GetParameter.
-			s.fetchEach(ctx, keys, deliver)
+			s.fetchEach(ctx, cl, keys, deliver)
 			return
 		}
 		for _, k := range keys {
@@ -393,7 +421,7 @@ func (s *Source) fetchParameterBatch(ctx context.Context, keys []Key, deliver De
 			rest = append(rest, k)
 		}
 	}
-	s.fetchEach(ctx, rest, deliver)
+	s.fetchEach(ctx, cl, rest, deliver)
 }
 
 // FetchPath fetches every parameter under prefix (directly, or recursively),
@@ -412,7 +440,7 @@ func (s *Source) FetchPath(ctx context.Context, prefix string, recursive bool, d
 	for {
 		var out *ssm.GetParametersByPathOutput
 		err := s.call(ctx, APIGetParametersByPath, func(ctx context.Context) (err error) {
-			out, err = s.ssm.GetParametersByPath(ctx, in)
+			out, err = s.home.ssm.GetParametersByPath(ctx, in)
 			return err
 		})
 		if err != nil {

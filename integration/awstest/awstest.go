@@ -9,7 +9,13 @@
 //     name:label selectors (kumo keeps only the latest version);
 //   - /aws/reference/secretsmanager/<secret-id> parameter names;
 //   - ciphertext for a SecureString read without WithDecryption;
-//   - call counting, fault injection and SigV4 verification.
+//   - call counting, fault injection and SigV4 verification;
+//   - regions (AddRegion): one store per region, chosen by the region the
+//     request's SigV4 credential scope names, with that region in its ARNs;
+//     parameters by ARN;
+//   - STS AssumeRole (query protocol) handing out credentials of their own
+//     per role, and items only one role may read (Only), so a test can tell
+//     which credentials signed a read.
 //
 // The extension under test talks to it with the real AWS SDK v2 clients:
 // both services share one endpoint (URL) and the front routes on X-Amz-Target.
@@ -50,7 +56,11 @@ import (
 )
 
 const (
-	region = "us-east-1"
+	// homeRegion is the region of the AWS New starts; AddRegion adds others.
+	homeRegion = "us-east-1"
+	// kumoRegion is the region kumo puts in ARNs (its default, with
+	// AWS_DEFAULT_REGION unset); the front rewrites it to each region's own.
+	kumoRegion = "us-east-1"
 	// accountID is the account kumo puts in every ARN.
 	accountID = "000000000000"
 
@@ -74,23 +84,19 @@ var kumoStartMu sync.Mutex
 // kumoCallMu serializes calls into kumo (see kumoRaw).
 var kumoCallMu sync.Mutex
 
-// AWS is one test AWS: a kumo server and the front before it. Its methods are
-// safe for concurrent use.
+// AWS is one region of a test AWS: a kumo server and the front before it,
+// shared by every region AddRegion adds. Its methods are safe for
+// concurrent use.
 type AWS struct {
 	// URL is the front's base URL (http://127.0.0.1:port): the endpoint for
-	// both Secrets Manager and SSM.
+	// both Secrets Manager and SSM, and STS, in every region.
 	URL string
 	// Credentials are the static test credentials the front accepts.
 	Credentials aws.Credentials
 
-	kumo    *kumo.Server
-	front   *httptest.Server
-	kumoURL string
-	http    *http.Client // to kumo
-	ns      string       // this AWS's namespace inside kumo's shared storage
-
-	closing   chan struct{} // closed by Close: releases held requests
-	closeOnce sync.Once
+	*world
+	region string // the region this store answers for
+	ns     string // this region's namespace inside kumo's shared storage
 
 	seedSM  *secretsmanager.Client // the seeding helpers' clients
 	seedSSM *ssm.Client
@@ -102,6 +108,7 @@ type AWS struct {
 	faults   []*fault
 	params   map[string][]*paramVersion // version history by parameter name, oldest first
 	faultSeq int
+	only     map[string]string // secret or parameter name -> the one role that may read it
 }
 
 // Start starts an AWS for a test and closes it when the test ends.
@@ -126,6 +133,26 @@ func New() (*AWS, error) {
 	k := kumo.NewServer()
 	kumoStartMu.Unlock()
 
+	w := &world{
+		kumo:       k,
+		kumoURL:    k.URL,
+		http:       &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		closing:    make(chan struct{}),
+		regions:    map[string]*AWS{},
+		principals: map[string]principal{},
+		roles:      map[string]bool{},
+	}
+	a := w.newRegion(homeRegion, "awstest-"+hex.EncodeToString(ns))
+	w.front = httptest.NewServer(http.HandlerFunc(w.serveHTTP))
+	w.url = w.front.URL
+	a.URL = w.url
+	a.initSeeding()
+	return a, nil
+}
+
+// newRegion makes the store of one region and registers it. The caller
+// sets URL and calls initSeeding once the front is up.
+func (w *world) newRegion(name, ns string) *AWS {
 	a := &AWS{
 		Credentials: aws.Credentials{
 			AccessKeyID:     testAccessKeyID,
@@ -133,23 +160,25 @@ func New() (*AWS, error) {
 			SessionToken:    testSessionToken,
 			Source:          "awstest",
 		},
-		kumo:    k,
-		kumoURL: k.URL,
-		http:    &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		ns:      "awstest-" + hex.EncodeToString(ns),
-		closing: make(chan struct{}),
-		verify:  true,
-		calls:   map[string]int{},
-		items:   map[string]int{},
-		params:  map[string][]*paramVersion{},
+		world:  w,
+		region: name,
+		ns:     ns,
+		verify: true,
+		calls:  map[string]int{},
+		items:  map[string]int{},
+		params: map[string][]*paramVersion{},
+		only:   map[string]string{},
 	}
-	a.front = httptest.NewServer(a)
-	a.URL = a.front.URL
+	w.mu.Lock()
+	w.regions[name] = a
+	w.mu.Unlock()
+	return a
+}
 
+func (a *AWS) initSeeding() {
 	seed := a.config(aws.Credentials{AccessKeyID: seedAccessKeyID, SecretAccessKey: seedSecretAccessKey, Source: "awstest"})
 	a.seedSM = secretsmanager.NewFromConfig(seed)
 	a.seedSSM = ssm.NewFromConfig(seed)
-	return a, nil
 }
 
 // Close stops the front and kumo. Requests the front is holding (latency,
@@ -164,8 +193,9 @@ func (a *AWS) Close() {
 	})
 }
 
-// Region is the region the front expects in signatures and kumo puts in ARNs.
-func (a *AWS) Region() string { return region }
+// Region is the region this store answers for: requests whose signature is
+// scoped to it, and the region in its ARNs.
+func (a *AWS) Region() string { return a.region }
 
 // Config returns an aws.Config for this AWS: the test credentials, Region and
 // BaseEndpoint = URL, which the Secrets Manager and SSM clients both use.
@@ -178,7 +208,7 @@ func (a *AWS) Config(_ context.Context) aws.Config {
 
 func (a *AWS) config(creds aws.Credentials) aws.Config {
 	return aws.Config{
-		Region:       region,
+		Region:       a.region,
 		Credentials:  credentials.StaticCredentialsProvider{Value: creds},
 		BaseEndpoint: aws.String(a.URL),
 	}
@@ -198,12 +228,13 @@ func (a *AWS) SSMClient(optFns ...func(*ssm.Options)) *ssm.Client {
 // process, such as the extension, at this AWS.
 func (a *AWS) Env() []string {
 	return []string{
-		"AWS_REGION=" + region,
+		"AWS_REGION=" + a.region,
 		"AWS_ACCESS_KEY_ID=" + a.Credentials.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY=" + a.Credentials.SecretAccessKey,
 		"AWS_SESSION_TOKEN=" + a.Credentials.SessionToken,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + a.URL,
 		"AWS_ENDPOINT_URL_SSM=" + a.URL,
+		"AWS_ENDPOINT_URL_STS=" + a.URL,
 	}
 }
 

@@ -130,6 +130,7 @@ func (a *AWS) ClearFaults() {
 
 // effect is what the matching faults do to one call.
 type effect struct {
+	role      string // whose credentials signed the call ("" the test credentials)
 	delay     time.Duration
 	terminal  *Fault
 	failItems map[string]bool

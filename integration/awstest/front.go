@@ -50,9 +50,10 @@ func badRequest(code, format string, args ...any) *apiError {
 	return &apiError{Code: code, Message: fmt.Sprintf(format, args...), Status: http.StatusBadRequest}
 }
 
-// ServeHTTP is the front: it counts the call, checks its signature, applies
-// the faults injected for it, then answers it itself or through kumo.
-func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// serveRegion is the front of one region: it counts the call, checks its
+// signature, applies the faults injected for it, then answers it itself or
+// through kumo.
+func (a *AWS) serveRegion(w http.ResponseWriter, r *http.Request) {
 	op := opName(r.Header.Get("X-Amz-Target"))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -69,13 +70,21 @@ func (a *AWS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !seeding {
 		a.count(op, body)
 	}
-	if e := a.checkSignature(r, op, body); e != nil {
+	role, e := a.checkSignature(r, op, body)
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	var fx effect
+	if !seeding {
+		if e := a.checkRole(op, body, role); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
+	fx := effect{role: role}
 	if !seeding {
 		fx = a.takeFaults(op)
+		fx.role = role
 		if handled := a.misbehave(w, r, op, fx); handled {
 			return
 		}
@@ -110,6 +119,7 @@ func (a *AWS) route(ctx context.Context, w http.ResponseWriter, op string, body 
 	switch op {
 	case OpBatchGetSecretValue:
 		a.batchGetSecretValue(ctx, w, body, fx)
+
 	case "secretsmanager.CreateSecret", OpGetSecretValue, "secretsmanager.PutSecretValue",
 		"secretsmanager.UpdateSecret", "secretsmanager.DeleteSecret", "secretsmanager.DescribeSecret":
 		a.forward(ctx, w, op, body)
@@ -265,11 +275,18 @@ func (a *AWS) toKumo(op string, body []byte) ([]byte, error) {
 // "/NS/a/b" for "/a/b" and "NS.name" for a name without a leading slash.
 func (a *AWS) kumoName(secret bool, name string) string {
 	if secret {
-		if prefix, rest, ok := strings.Cut(name, ":secret:"); ok && strings.HasPrefix(name, "arn:") {
-			return prefix + ":secret:" + a.ns + "/" + rest
+		if strings.HasPrefix(name, "arn:") {
+			k, own := a.arnToKumo("secretsmanager", name)
+			if prefix, rest, ok := strings.Cut(k, ":secret:"); ok {
+				if !own {
+					return prefix + ":secret:" + a.elsewhere() + "/" + rest
+				}
+				return prefix + ":secret:" + a.ns + "/" + rest
+			}
 		}
 		return a.ns + "/" + name
 	}
+	name = a.parameterName(name)
 	if strings.HasPrefix(name, "/") {
 		return "/" + a.ns + name
 	}
@@ -279,6 +296,7 @@ func (a *AWS) kumoName(secret bool, name string) string {
 // fromKumo takes this AWS's namespace out of everything kumo answered: names,
 // ARNs, error messages. The namespace is random, so nothing else matches.
 func (a *AWS) fromKumo(body []byte) []byte {
+	body = a.regionalARNs(body)
 	body = bytes.ReplaceAll(body, []byte("/"+a.ns+"/"), []byte("/"))
 	body = bytes.ReplaceAll(body, []byte(a.ns+"/"), nil)
 	return bytes.ReplaceAll(body, []byte(a.ns+"."), nil)

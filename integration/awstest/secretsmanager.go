@@ -72,6 +72,11 @@ func (a *AWS) batchGetSecretValue(ctx context.Context, w http.ResponseWriter, bo
 			out.Errors = append(out.Errors, batchError{SecretID: id, ErrorCode: code, Message: "awstest: injected " + code})
 			continue
 		}
+		if !a.mayRead(id, fx.role) {
+			e := a.denied(OpGetSecretValue, fx.role)
+			out.Errors = append(out.Errors, batchError{SecretID: id, ErrorCode: e.Code, Message: e.Message})
+			continue
+		}
 		var v secretValue
 		if e := a.kumoJSON(ctx, OpGetSecretValue, map[string]string{"SecretId": id}, &v); e != nil {
 			if e.Status >= http.StatusInternalServerError {

@@ -58,55 +58,50 @@ func accessKeyID(auth string) string {
 	return s.accessKeyID
 }
 
-// secretKey is the secret access key of an access key the front knows.
-func secretKey(accessKeyID string) string {
-	switch accessKeyID {
-	case testAccessKeyID:
-		return testSecretAccessKey
-	case seedAccessKeyID:
-		return seedSecretAccessKey
-	}
-	return ""
-}
-
 // checkSignature verifies a request's SigV4 signature as AWS does: it
 // recomputes the signature over what was received (the signed headers, the
 // body's hash) with the secret key of the access key named, using the SDK's
 // own signer, and compares. The session token is taken as sent, not checked:
-// a child process may be given its own. Errors are what AWS's JSON services
-// answer, with status 400 as they send it.
-func (a *AWS) checkSignature(r *http.Request, op string, body []byte) *apiError {
+// a child process may be given its own; but the token of credentials
+// AssumeRole issued must be the one issued with them. Errors are what AWS's
+// JSON services answer, with status 400 as they send it. It returns the
+// role whose credentials signed ("" for the test credentials).
+func (a *AWS) checkSignature(r *http.Request, op string, body []byte) (string, *apiError) {
 	a.mu.Lock()
 	on := a.verify
 	a.mu.Unlock()
-	if !on {
-		return nil
-	}
 	auth := r.Header.Get("Authorization")
-	if auth == "" {
-		return badRequest(CodeMissingAuthToken, "Missing Authentication Token")
-	}
 	got, ok := parseAuthorization(auth)
-	if !ok {
-		return badRequest(codeIncompleteSignature, "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
+	p, known := a.credentialsOf(got.accessKeyID)
+	if !on {
+		return p.role, nil
 	}
-	secret := secretKey(got.accessKeyID)
-	if secret == "" {
-		return badRequest(CodeUnrecognizedClient, "The security token included in the request is invalid.")
+	if auth == "" {
+		return "", badRequest(CodeMissingAuthToken, "Missing Authentication Token")
+	}
+	if !ok {
+		return "", badRequest(codeIncompleteSignature, "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
+	}
+	secret := p.secretKey
+	if !known || p.sessionToken != "" && p.sessionToken != r.Header.Get("X-Amz-Security-Token") {
+		return "", badRequest(CodeUnrecognizedClient, "The security token included in the request is invalid.")
 	}
 	service, _, _ := strings.Cut(op, ".")
-	if got.region != region {
-		return badRequest(CodeInvalidSignature, "Credential should be scoped to a valid region. ")
+	if service == "" {
+		service = "sts"
+	}
+	if got.region != a.region {
+		return "", badRequest(CodeInvalidSignature, "Credential should be scoped to a valid region. ")
 	}
 	if got.service != service {
-		return badRequest(CodeInvalidSignature, "Credential should be scoped to correct service: '%s'. ", service)
+		return "", badRequest(CodeInvalidSignature, "Credential should be scoped to correct service: '%s'. ", service)
 	}
 	signed, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 	if err != nil {
-		return badRequest(codeIncompleteSignature, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+		return "", badRequest(codeIncompleteSignature, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
 	}
 	if got.date != signed.Format("20060102") {
-		return badRequest(CodeInvalidSignature, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s'", got.date, signed.Format("20060102"))
+		return "", badRequest(CodeInvalidSignature, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s'", got.date, signed.Format("20060102"))
 	}
 
 	// Rebuild the request from exactly the headers the client signed.
@@ -124,13 +119,13 @@ func (a *AWS) checkSignature(r *http.Request, op string, body []byte) *apiError 
 	}
 	creds := aws.Credentials{AccessKeyID: got.accessKeyID, SecretAccessKey: secret, SessionToken: r.Header.Get("X-Amz-Security-Token")}
 	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(r.Context(), creds, req, hex.EncodeToString(sum[:]), service, region, signed); err != nil {
-		return internalError(op, err)
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, req, hex.EncodeToString(sum[:]), service, a.region, signed); err != nil {
+		return "", internalError(op, err)
 	}
 	want, _ := parseAuthorization(req.Header.Get("Authorization"))
 	if want.signedHeaders != got.signedHeaders || !hmac.Equal([]byte(want.signature), []byte(got.signature)) {
-		return badRequest(CodeInvalidSignature, "The request signature we calculated does not match the signature you provided. "+
+		return "", badRequest(CodeInvalidSignature, "The request signature we calculated does not match the signature you provided. "+
 			"Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
-	return nil
+	return p.role, nil
 }

@@ -115,7 +115,7 @@ func (a *AWS) putParameter(ctx context.Context, w http.ResponseWriter, body []by
 	p := got.Parameter
 	if e != nil || p.Version != res.Version {
 		p = parameter{
-			ARN:              "arn:aws:ssm:" + region + ":" + accountID + ":parameter/" + strings.TrimPrefix(req.Name, "/"),
+			ARN:              a.parameterARN(req.Name),
 			DataType:         cmp.Or(req.DataType, "text"),
 			LastModifiedDate: float64(time.Now().UnixMilli()) / 1e3,
 			Name:             req.Name,
@@ -192,6 +192,22 @@ func (a *AWS) getParameter(ctx context.Context, w http.ResponseWriter, body []by
 
 // lookup finds one parameter, decrypted, by any name GetParameter takes.
 func (a *AWS) lookup(ctx context.Context, name string, withDecryption bool) (parameter, *apiError) {
+	if arn := name; strings.HasPrefix(arn, "arn:") {
+		// By ARN: answered under the ARN, as SSM names a parameter asked
+		// for by ARN.
+		n := a.parameterName(arn)
+		if strings.HasPrefix(n, "arn:") {
+			return parameter{}, badRequest(CodeParameterNotFound, "Parameter %s not found.", arn)
+		}
+		p, e := a.lookup(ctx, n, withDecryption)
+		if e != nil && e.Code == CodeParameterNotFound {
+			e = badRequest(CodeParameterNotFound, "Parameter %s not found.", arn)
+		}
+		if e == nil {
+			p.Name = arn
+		}
+		return p, e
+	}
 	if id, ok := strings.CutPrefix(name, referencePrefix); ok {
 		return a.reference(ctx, id, withDecryption)
 	}

@@ -1,0 +1,151 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+)
+
+func TestARNRegion(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/db-AbCdEf", "eu-west-1"},
+		{"arn:aws:ssm:us-west-2:111111111111:parameter/app/port", "us-west-2"},
+		{"arn:aws-cn:secretsmanager:cn-north-1:111111111111:secret:x", "cn-north-1"},
+		{"arn:aws:secretsmanager::111111111111:secret:x", ""},
+		{"arn:aws:secretsmanager:eu-west-1", ""},
+		{"app/db", ""},
+		{"/app/arn:aws:ssm:eu-west-1:1:parameter/x", ""},
+		{"", ""},
+	} {
+		if got := ARNRegion(tc.id); got != tc.want {
+			t.Errorf("ARNRegion(%q) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+}
+
+func FuzzARNRegion(f *testing.F) {
+	f.Add("arn:aws:secretsmanager:eu-west-1:111111111111:secret:app/db-AbCdEf")
+	f.Add("arn:aws:ssm:us-west-2:1:parameter/a")
+	f.Add("arn::::")
+	f.Fuzz(func(t *testing.T, id string) {
+		r := ARNRegion(id)
+		if r == "" {
+			return
+		}
+		// A region is the fourth field of an ARN, never more than that.
+		if !slices.Contains([]byte(id), ':') || len(r) >= len(id) {
+			t.Fatalf("ARNRegion(%q) = %q", id, r)
+		}
+		for i := 0; i < len(r); i++ {
+			if r[i] == ':' {
+				t.Fatalf("ARNRegion(%q) = %q holds a colon", id, r)
+			}
+		}
+	})
+}
+
+// regions is a ClientFactory over fakes, one pair per region, recording
+// how often each region's clients were made.
+type regions struct {
+	mu    sync.Mutex
+	sm    map[string]*fakeSM
+	ssm   map[string]*fakeSSM
+	made  map[string]int
+	fails map[string]bool
+}
+
+func newRegions() *regions {
+	return &regions{sm: map[string]*fakeSM{}, ssm: map[string]*fakeSSM{}, made: map[string]int{}, fails: map[string]bool{}}
+}
+
+func (r *regions) factory(region string) (SecretsManagerAPI, SSMAPI, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.made[region]++
+	if r.fails[region] {
+		return nil, nil, errors.New("no such region")
+	}
+	if r.sm[region] == nil {
+		r.sm[region], r.ssm[region] = &fakeSM{}, &fakeSSM{}
+	}
+	return r.sm[region], r.ssm[region], nil
+}
+
+func TestFetchRoutesByARNRegion(t *testing.T) {
+	home, homeSSM := &fakeSM{}, &fakeSSM{}
+	rs := newRegions()
+	s := New(Options{SecretsManager: home, SSM: homeSSM, HomeRegion: "us-east-1", NewClients: rs.factory, MaxConcurrency: 4})
+
+	arn := func(region, name string) string {
+		return "arn:aws:secretsmanager:" + region + ":" + testAccount + ":secret:" + name + "-AbCdEf"
+	}
+	var keys []Key
+	for _, n := range []string{"a", "b", "c"} {
+		keys = append(keys, SecretKey(n), SecretKey(arn("us-east-1", n)), SecretKey(arn("eu-west-1", n)), SecretKey(arn("us-west-2", n)))
+	}
+	keys = append(keys,
+		ParameterKey("arn:aws:ssm:eu-west-1:"+testAccount+":parameter/app/x"),
+		ParameterKey("arn:aws:ssm:eu-west-1:"+testAccount+":parameter/app/y"),
+		ParameterKey("/app/home"))
+	d := newDeliveries()
+	s.Fetch(context.Background(), keys, d.deliver)
+	d.once(t, keys)
+
+	batchIDs := func(f *fakeSM) []string {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var ids []string
+		for _, b := range f.batches {
+			ids = append(ids, b.SecretIdList...)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	// The home region gets names and its own ARNs, in one batch.
+	wantHome := []string{"a", "b", "c", arn("us-east-1", "a"), arn("us-east-1", "b"), arn("us-east-1", "c")}
+	slices.Sort(wantHome)
+	if got := batchIDs(home); !slices.Equal(got, wantHome) || home.batchCount() != 1 {
+		t.Errorf("home batches: %d asking %q, want 1 asking %q", home.batchCount(), got, wantHome)
+	}
+	for _, region := range []string{"eu-west-1", "us-west-2"} {
+		want := []string{arn(region, "a"), arn(region, "b"), arn(region, "c")}
+		if got := batchIDs(rs.sm[region]); !slices.Equal(got, want) || rs.sm[region].batchCount() != 1 {
+			t.Errorf("%s batches: %d asking %q, want 1 asking %q", region, rs.sm[region].batchCount(), got, want)
+		}
+	}
+	rs.ssm["eu-west-1"].mu.Lock()
+	if n := len(rs.ssm["eu-west-1"].paramsIns); n != 1 {
+		t.Errorf("eu-west-1 GetParameters calls = %d, want 1 for both parameter ARNs", n)
+	}
+	rs.ssm["eu-west-1"].mu.Unlock()
+	if n := homeSSM.callCount(); n != 1 {
+		t.Errorf("home SSM calls = %d, want 1 (GetParameter /app/home)", n)
+	}
+
+	// Clients are made once per region, and reused.
+	if _, err := s.FetchOne(context.Background(), SecretKey(arn("eu-west-1", "d"))); err != nil {
+		t.Fatal(err)
+	}
+	if rs.made["eu-west-1"] != 1 || rs.made["us-west-2"] != 1 || rs.made["us-east-1"] != 0 {
+		t.Errorf("clients made per region = %v, want eu-west-1 and us-west-2 once, the home region never", rs.made)
+	}
+}
+
+func TestFetchRegionWithoutClients(t *testing.T) {
+	rs := newRegions()
+	rs.fails["mars-1"] = true
+	s := New(Options{SecretsManager: &fakeSM{}, SSM: &fakeSSM{}, HomeRegion: "us-east-1", NewClients: rs.factory})
+	k := SecretKey("arn:aws:secretsmanager:mars-1:" + testAccount + ":secret:x")
+	d := newDeliveries()
+	s.Fetch(context.Background(), []Key{k, SecretKey("home")}, d.deliver)
+	got := d.once(t, []Key{k, SecretKey("home")})
+	var serr *Error
+	if !errors.As(got[k].err, &serr) || serr.Code != "RegionUnavailable" || serr.Class != ClassInvalid {
+		t.Errorf("fetch in a region without clients = %v, want RegionUnavailable (invalid)", got[k].err)
+	}
+	if got[SecretKey("home")].err != nil {
+		t.Errorf("home key failed alongside: %v", got[SecretKey("home")].err)
+	}
+}
