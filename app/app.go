@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
 	"github.com/secrets-prefetch/secrets-prefetch/config"
@@ -167,16 +170,11 @@ type extension struct {
 
 func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
 	src := source.New(source.Options{
-		SecretsManager: secretsmanager.NewFromConfig(awsCfg),
-		SSM:            ssm.NewFromConfig(awsCfg),
-		HomeRegion:     awsCfg.Region,
-		// An ARN of another region is fetched there: clients made from the
-		// same configuration (credentials, retries, HTTP client and so the
-		// connection limit), with that region's endpoint and signature.
-		NewClients: func(region string) (source.SecretsManagerAPI, source.SSMAPI, error) {
-			return secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) { o.Region = region }),
-				ssm.NewFromConfig(awsCfg, func(o *ssm.Options) { o.Region = region }), nil
-		},
+		SecretsManager:      secretsmanager.NewFromConfig(awsCfg),
+		SSM:                 ssm.NewFromConfig(awsCfg),
+		HomeRegion:          awsCfg.Region,
+		NewClients:          reachClients(awsCfg),
+		MaxRoles:            cfg.MaxRoles,
 		MaxConcurrency:      cfg.MaxConnections,
 		PrefetchConcurrency: cfg.Concurrency,
 		RetryThrottled:      true,
@@ -185,6 +183,42 @@ func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now fu
 		Logger:              log,
 	})
 	return assemble(cfg, src, log, now)
+}
+
+// reachClients makes the clients for an ARN of another region (fetched
+// there) and for a role: made from the same configuration (retries, HTTP
+// client and so the connection limit), with that region's endpoint and
+// signature, and the role's credentials from sts:AssumeRole, cached and
+// renewed before they expire. One credentials cache per role serves every
+// region.
+func reachClients(awsCfg aws.Config) source.ClientFactory {
+	stsClient := sts.NewFromConfig(awsCfg)
+	var mu sync.Mutex // protects roles
+	roles := map[string]aws.CredentialsProvider{}
+	return func(region, role string) (source.SecretsManagerAPI, source.SSMAPI, error) {
+		c := awsCfg.Copy()
+		if region != "" {
+			c.Region = region
+		}
+		if role != "" {
+			mu.Lock()
+			p := roles[role]
+			if p == nil {
+				p = aws.NewCredentialsCache(source.RoleCredentials(role, stscreds.NewAssumeRoleProvider(stsClient, role, func(o *stscreds.AssumeRoleOptions) {
+					o.RoleSessionName = "secrets-prefetch"
+				})), func(o *aws.CredentialsCacheOptions) {
+					// stscreds asks for 15 minutes: renew in their last
+					// 5, so no fetch waits on STS.
+					o.ExpiryWindow = 5 * time.Minute
+					o.ExpiryWindowJitterFrac = 0.2
+				})
+				roles[role] = p
+			}
+			mu.Unlock()
+			c.Credentials = p
+		}
+		return secretsmanager.NewFromConfig(c), ssm.NewFromConfig(c), nil
+	}
 }
 
 // assemble builds the cache and server around a fetcher.
@@ -221,28 +255,34 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 // listed reports whether a key is one the configuration names: a listed
 // secret (any version of it), a listed parameter or one under a listed path.
 func listed(cfg config.Config) func(source.Key) bool {
-	secrets := make(map[string]bool, len(cfg.Secrets))
+	type item struct{ id, role string }
+	secrets := make(map[item]bool, len(cfg.Secrets))
 	for _, s := range cfg.Secrets {
-		secrets[s] = true
+		k := secretKey(s)
+		secrets[item{k.ID, k.Role}] = true
 	}
-	params := make(map[string]bool, len(cfg.Parameters))
+	params := make(map[item]bool, len(cfg.Parameters))
 	for _, p := range cfg.Parameters {
-		params[parameterKey(p).ID] = true
+		k := parameterKey(p)
+		params[item{k.ID, k.Role}] = true
 	}
 	paths := slices.Clone(cfg.ParameterPaths)
 	for _, k := range zerocode.Keys(cfg.EnvMapping, cfg.FileMapping) {
 		if k.Service == source.SecretsManager {
-			secrets[k.ID] = true
+			secrets[item{k.ID, k.Role}] = true
 		} else {
-			params[k.ID] = true
+			params[item{k.ID, k.Role}] = true
 		}
 	}
 	return func(k source.Key) bool {
 		if k.Service == source.SecretsManager {
-			return secrets[k.ID]
+			return secrets[item{k.ID, k.Role}]
 		}
-		if params[k.ID] {
+		if params[item{k.ID, k.Role}] {
 			return true
+		}
+		if k.Role != "" {
+			return false // paths are read with the function's own credentials
 		}
 		for _, p := range paths {
 			if p.Matches(k.ID) {
@@ -253,13 +293,23 @@ func listed(cfg config.Config) func(source.Key) bool {
 	}
 }
 
-// parameterKey turns a configured parameter ("name" or "name:selector")
-// into the key a prefetch stores it under.
-func parameterKey(p string) source.Key {
+// parameterKey turns a configured parameter ("name" or "name:selector",
+// either with "|role") into the key a prefetch stores it under.
+func parameterKey(entry string) source.Key {
+	p, role := config.SplitRole(entry)
 	k := source.ParameterKey(p)
+	k.Role = role
 	if name, sel := names.SplitSelector(p); sel != "" {
 		k.ID, k.Selector = name, ":"+sel
 	}
+	return k
+}
+
+// secretKey turns a configured secret ("id" or "id|role") into its key.
+func secretKey(entry string) source.Key {
+	id, role := config.SplitRole(entry)
+	k := source.SecretKey(id)
+	k.Role = role
 	return k
 }
 
@@ -270,7 +320,7 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 	defer e.ready.Store(true)
 	keys := make([]source.Key, 0, len(e.cfg.Secrets)+len(e.cfg.Parameters))
 	for _, s := range e.cfg.Secrets {
-		keys = append(keys, source.SecretKey(s))
+		keys = append(keys, secretKey(s))
 	}
 	for _, p := range e.cfg.Parameters {
 		keys = append(keys, parameterKey(p))

@@ -34,6 +34,7 @@ const (
 	EnvFileMapping  = "SECRETS_PREFETCH_FILES"   // zero-code: files the extension keeps under /tmp
 	EnvMetrics      = "SECRETS_PREFETCH_METRICS" // CloudWatch Embedded Metric Format lines on stdout
 	EnvConcurrency  = "SECRETS_PREFETCH_CONCURRENCY"
+	EnvMaxRoles     = "SECRETS_PREFETCH_MAX_ROLES"
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -76,8 +77,11 @@ type Config struct {
 	SecretsTimeout time.Duration // 0..300000 ms, default 5000 ms; 0 = no per-call timeout
 	ParamsTimeout  time.Duration // 0..300000 ms, default 5000 ms; 0 = no per-call timeout
 
-	Secrets        []string      // secret names or ARNs to prefetch, duplicates removed
-	Parameters     []string      // parameter names to prefetch, duplicates removed
+	// Secrets and Parameters are the entries to prefetch, duplicates
+	// removed; an entry may end in "|" and a role ARN to read as that role
+	// (SplitRole takes it apart).
+	Secrets        []string      // secret names or ARNs to prefetch
+	Parameters     []string      // parameter names to prefetch
 	ParameterPaths []Path        // /app/* and /app/** entries
 	Required       bool          // default false
 	InitTimeout    time.Duration // 1..900000 ms, default 5000 ms
@@ -89,6 +93,7 @@ type Config struct {
 	// refreshes in flight at once: 1..256, default 16 (one wave of calls
 	// for 160 parameters and 320 secrets). It adapts to throttling.
 	Concurrency int
+	MaxRoles    int // 1..1000, default 20: roles reads may name
 
 	// The zero-code mappings (package mapping's syntax); their items are
 	// prefetched like listed ones.

@@ -84,6 +84,7 @@ func Default() Config {
 		StaleIfError:   300 * time.Second,
 		Lazy:           true,
 		Concurrency:    16,
+		MaxRoles:       20,
 	}
 }
 
@@ -117,6 +118,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.FileMapping = p.mapping(EnvFileMapping, mapping.File)
 	c.Metrics = p.boolean(EnvMetrics, d.Metrics)
 	c.Concurrency = p.integer(EnvConcurrency, 1, 256, d.Concurrency, "a whole number")
+	c.MaxRoles = p.integer(EnvMaxRoles, 1, 1000, d.MaxRoles, "a whole number")
+	p.checkRoleCount(c.MaxRoles, c.Secrets, c.Parameters)
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	c.Token = p.token()
 	if len(p.errs) > 0 {
@@ -319,11 +322,52 @@ func (p *parser) checkName(name string, index int, elem string) bool {
 	return false
 }
 
+// roleSeparator ends an entry's name where a role follows: "|" appears in
+// no secret name, parameter name, ARN or role ARN.
+const roleSeparator = "|"
+
+const wantRole = `a name, then optionally "|" and an IAM role ARN to read it as, e.g. "app/db|arn:aws:iam::123456789012:role/reader"`
+
+// SplitRole takes a Secrets or Parameters entry apart: the name (or ARN,
+// or parameter name with selector) and the role ARN after "|", "" if none.
+func SplitRole(entry string) (id, role string) {
+	id, role, _ = strings.Cut(entry, roleSeparator)
+	return id, role
+}
+
+// checkRole checks the role part of an entry, if any.
+func (p *parser) checkRole(name string, index int, elem string) bool {
+	id, role, ok := strings.Cut(elem, roleSeparator)
+	if !ok {
+		return true
+	}
+	if strings.TrimSpace(id) != id || strings.TrimSpace(role) != role || id == "" || !names.IsRoleARN(role) {
+		p.fail(name, elem, index, wantRole)
+		return false
+	}
+	return true
+}
+
+// checkRoleCount refuses more roles in the entries than reads may use.
+func (p *parser) checkRoleCount(maxRoles int, lists ...[]string) {
+	roles := map[string]bool{}
+	for _, l := range lists {
+		for _, e := range l {
+			if _, r := SplitRole(e); r != "" {
+				roles[r] = true
+			}
+		}
+	}
+	if len(roles) > maxRoles {
+		p.fail(EnvMaxRoles, strconv.Itoa(maxRoles), 0, fmt.Sprintf("at least %d, the roles %s and %s name", len(roles), EnvSecrets, EnvParameters))
+	}
+}
+
 func (p *parser) secrets(name string) []string {
 	var out []string
 	seen := map[string]bool{}
 	p.list(name, func(index int, elem string) {
-		if p.checkName(name, index, elem) && !seen[elem] {
+		if p.checkName(name, index, elem) && p.checkRole(name, index, elem) && !seen[elem] {
 			seen[elem] = true
 			out = append(out, elem)
 		}
@@ -343,26 +387,29 @@ const wantWildcard = `a wildcard only at the end, as "/*" (direct children) or "
 func (p *parser) parameters(name string) (names []string, paths []Path) {
 	seenName := map[string]bool{}
 	seenPath := map[Path]bool{}
-	p.list(name, func(index int, elem string) {
-		if !p.checkName(name, index, elem) {
+	p.list(name, func(index int, entry string) {
+		if !p.checkName(name, index, entry) || !p.checkRole(name, index, entry) {
 			return
 		}
+		elem, role := SplitRole(entry)
 		path, isPath, want := parsePath(elem)
 		switch {
+		case isPath && role != "":
+			p.fail(name, entry, index, "a parameter name, not a path, before a role: paths are read with the function's own credentials")
 		case want != "":
 			p.fail(name, elem, index, want)
 		case strings.HasSuffix(elem, ":") || badSelector(elem):
-			p.fail(name, elem, index, `a version (from 1) or label (letters, digits, '.', '-', '_', not starting with a digit) after ':', as "name:3" or "name:prod"`)
+			p.fail(name, entry, index, `a version (from 1) or label (letters, digits, '.', '-', '_', not starting with a digit) after ':', as "name:3" or "name:prod"`)
 		case isPath:
 			if !seenPath[path] {
 				seenPath[path] = true
 				paths = append(paths, path)
 			}
-		case !seenName[elem]:
+		case !seenName[entry]:
 			// A selector suffix (name:3, name:label) stays on the name;
 			// the fetch layer interprets it.
-			seenName[elem] = true
-			names = append(names, elem)
+			seenName[entry] = true
+			names = append(names, entry)
 		}
 	})
 	return names, paths

@@ -55,6 +55,7 @@ func TestDefaults(t *testing.T) {
 		StaleIfError:   300 * time.Second,
 		Lazy:           true,
 		Concurrency:    16,
+		MaxRoles:       20,
 		Token:          testToken,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -346,7 +347,7 @@ var allVars = []string{
 	EnvHTTPPort, EnvCacheEnabled, EnvCacheSize, EnvMaxConnections, EnvLogLevel, EnvSecretsTTL,
 	EnvParametersTTL, EnvSecretsTimeout, EnvParamsTimeout, EnvSecrets, EnvParameters, EnvRequired,
 	EnvInitTimeout, EnvRefreshAhead, EnvStaleIfError, EnvLazy, EnvSessionToken, EnvContainerToken, EnvLogFormat,
-	EnvEnvMapping, EnvFileMapping,
+	EnvEnvMapping, EnvFileMapping, EnvMaxRoles,
 }
 
 func TestLists(t *testing.T) {
@@ -514,6 +515,12 @@ func checkRanges(c Config) error {
 	inRange := func(field string, v, lo, hi int64) {
 		if v < lo || v > hi {
 			bad("%s = %d, want %d..%d", field, v, lo, hi)
+		}
+	}
+	inRange("MaxRoles", int64(c.MaxRoles), 1, 1000)
+	for _, e := range append(append([]string{}, c.Secrets...), c.Parameters...) {
+		if id, role := SplitRole(e); id == "" || role != "" && !names.IsRoleARN(role) || strings.Contains(role, "|") {
+			bad("entry %q: id %q role %q", e, id, role)
 		}
 	}
 	inRange("HTTPPort", int64(c.HTTPPort), 1, 65535)

@@ -50,3 +50,30 @@ func TestSecretRequestAmongManyParameters(t *testing.T) {
 		t.Errorf("request %+v", r)
 	}
 }
+
+func TestRoleARNParameter(t *testing.T) {
+	const role = "arn:aws:iam::123456789012:role/team/reader"
+	for _, tc := range []struct {
+		parse func(string) (request, error)
+		raw   string
+	}{
+		{parseSecretRequest, "secretId=db&roleArn=" + role},
+		{parseParameterRequest, "name=/app/p&withDecryption=true&roleArn=" + role},
+		{parseSecretRequest, "roleArn=" + role + "&secretId=db&jsonKey=user"},
+	} {
+		r, err := tc.parse(tc.raw)
+		if err != nil || r.key.Role != role {
+			t.Errorf("%s: role %q, error %v; want %s", tc.raw, r.key.Role, err, role)
+		}
+	}
+	for _, raw := range []string{"secretId=db&roleArn=", "secretId=db&roleArn=arn:aws:iam::123456789012:user/bob", "secretId=db&roleArn=reader"} {
+		_, err := parseSecretRequest(raw)
+		var rerr *requestError
+		if !errors.As(err, &rerr) || rerr.code != "InvalidParameterValue" || !strings.Contains(rerr.msg, "roleArn") {
+			t.Errorf("%s: %v, want InvalidParameterValue naming roleArn", raw, err)
+		}
+	}
+	if r, err := parseSecretRequest("secretId=db"); err != nil || r.key.Role != "" {
+		t.Errorf("no roleArn: role %q, %v", r.key.Role, err)
+	}
+}

@@ -130,9 +130,16 @@ func checkName(param, v string) error {
 	return nil
 }
 
-// common parses jsonKey and refreshNow, shared by both endpoints.
+// common parses jsonKey, refreshNow and roleArn, shared by both endpoints.
 func (q *query) common(r *request) error {
 	var err error
+	if role, ok := q.get("roleArn"); ok {
+		// The Secrets Manager Agent's and Cloud Extensions' name for it.
+		if !names.IsRoleARN(role) {
+			return badRequest("InvalidParameterValue", "roleArn must be an IAM role ARN, arn:aws:iam::123456789012:role/NAME")
+		}
+		r.key.Role = role
+	}
 	if r.refreshNow, err = q.bool("refreshNow"); err != nil {
 		return err
 	}

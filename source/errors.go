@@ -70,6 +70,10 @@ func classify(key Key, err error) *Error {
 		c.Key = key
 		return &c
 	}
+	var re *RoleError
+	if errors.As(err, &re) {
+		return classifyRole(key, re)
+	}
 	out := &Error{Class: ClassOther, Code: "UpstreamError", Key: key, Err: err}
 	var apiErr smithy.APIError
 	var netErr net.Error

@@ -30,6 +30,12 @@ func (s Service) String() string {
 // VersionStage is set. For a parameter, ID is the name without selector,
 // Selector is "" or ":3" / ":label" (with the colon, as SSM reports it), and
 // Decrypt tells whether SecureString values are decrypted.
+//
+// Role is the IAM role ARN whose credentials (from sts:AssumeRole) fetch the
+// item, "" for the extension's own: entries of different roles are
+// different entries, so one role's value is never served to a read for
+// another. The region is not a field: an ARN names its own, and a name
+// lives in the home region.
 type Key struct {
 	Service      Service
 	ID           string
@@ -37,6 +43,7 @@ type Key struct {
 	VersionStage string
 	Selector     string
 	Decrypt      bool
+	Role         string
 }
 
 // SecretKey is the key of a secret's current version.
@@ -64,6 +71,9 @@ func (k Key) String() string {
 		b.WriteString("?versionStage=" + k.VersionStage)
 	case k.Selector != "":
 		b.WriteString(k.Selector)
+	}
+	if k.Role != "" {
+		b.WriteString(" as " + k.Role)
 	}
 	return b.String()
 }

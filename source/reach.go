@@ -1,17 +1,23 @@
 package source
 
 import (
+	"cmp"
+	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
-// ClientFactory makes the clients that reach region (never the home region
-// with the extension's own credentials: those are Options' clients). The
-// clients it makes should share the home clients' HTTP client, so that
-// connection limits hold across regions. It is called at most once per
-// region, when a key first needs it.
-type ClientFactory func(region string) (SecretsManagerAPI, SSMAPI, error)
+// ClientFactory makes the clients that reach region ("" the home region)
+// with the credentials of role ("" the extension's own; never both "":
+// those are Options' clients). The clients it makes should share the home
+// clients' HTTP client, so that connection limits hold across regions and
+// roles. It is called at most once per region and role, when a key first
+// needs them.
+type ClientFactory func(region, role string) (SecretsManagerAPI, SSMAPI, error)
 
 // clients are the API clients of one region.
 type clients struct {
@@ -20,18 +26,21 @@ type clients struct {
 	noBatch atomic.Bool // set once BatchGetSecretValue has been refused here
 }
 
-// target is where a key is fetched: a region ("" the home region).
+// target is where and as whom a key is fetched: a region ("" the home
+// region) and a role ("" the extension's own credentials).
 type target struct {
-	region string
+	region, role string
 }
 
 // reach is the source's clients beyond the home region's.
 type reach struct {
 	homeRegion string
 	newClients ClientFactory
+	maxRoles   int
 
-	mu     sync.Mutex // protects others
+	mu     sync.Mutex // protects others and roles
 	others map[target]*clients
+	roles  map[string]bool // roles with clients
 }
 
 // ARNRegion returns the region an ARN names (arn:partition:service:region:
@@ -52,10 +61,10 @@ func ARNRegion(id string) string {
 // not the home region.
 func (s *Source) targetOf(key Key) target {
 	r := ARNRegion(key.ID)
-	if r == s.reach.homeRegion || s.reach.newClients == nil {
+	if r == s.reach.homeRegion {
 		r = ""
 	}
-	return target{region: r}
+	return target{region: r, role: key.Role}
 }
 
 // clientsFor returns the clients that fetch key, making them on first use.
@@ -64,19 +73,32 @@ func (s *Source) clientsFor(key Key) (*clients, *Error) {
 	if t == (target{}) {
 		return s.home, nil
 	}
+	if s.reach.newClients == nil {
+		if t.role != "" {
+			return nil, &Error{Class: ClassInvalid, Code: "RolesUnsupported", Message: "reading as another role is not available here", Key: key}
+		}
+		return s.home, nil // no other regions: the home clients answer as they can
+	}
 	s.reach.mu.Lock()
 	defer s.reach.mu.Unlock()
 	if cl := s.reach.others[t]; cl != nil {
 		return cl, nil
 	}
+	if t.role != "" && !s.reach.roles[t.role] && len(s.reach.roles) >= s.reach.maxRoles {
+		return nil, &Error{Class: ClassInvalid, Code: "TooManyRoles", Key: key,
+			Message: fmt.Sprintf("already reading as %d roles, the most allowed (SECRETS_PREFETCH_MAX_ROLES)", s.reach.maxRoles)}
+	}
 	// Making a client does no I/O (credentials and endpoints resolve on
 	// the first call), so holding mu here blocks no one for long.
-	sm, ssm, err := s.reach.newClients(t.region)
+	sm, ssm, err := s.reach.newClients(t.region, t.role)
 	if err != nil {
-		return nil, &Error{Class: ClassInvalid, Code: "RegionUnavailable", Message: "no client for region " + t.region + ": " + err.Error(), Key: key, Err: err}
+		return nil, &Error{Class: ClassInvalid, Code: "ClientUnavailable", Message: "no client for region " + cmp.Or(t.region, s.reach.homeRegion) + ": " + err.Error(), Key: key, Err: err}
 	}
 	cl := &clients{sm: sm, ssm: ssm}
 	s.reach.others[t] = cl
+	if t.role != "" {
+		s.reach.roles[t.role] = true
+	}
 	return cl, nil
 }
 
@@ -93,4 +115,52 @@ func (s *Source) group(keys []Key, deliver Deliver) map[*clients][]Key {
 		groups[cl] = append(groups[cl], k)
 	}
 	return groups
+}
+
+// RoleCredentials wraps the credentials provider of role (stscreds' over
+// sts:AssumeRole) so that its failures are told apart from the failures of
+// the read itself: classify turns them into AssumeRole* codes. Its errors
+// carry STS's code and message, which never hold credentials.
+func RoleCredentials(role string, p aws.CredentialsProvider) aws.CredentialsProvider {
+	return roleProvider{role: role, p: p}
+}
+
+type roleProvider struct {
+	role string
+	p    aws.CredentialsProvider
+}
+
+func (r roleProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := r.p.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, &RoleError{Role: r.role, Err: err}
+	}
+	return c, nil
+}
+
+// RoleError is a failure to get the credentials of a role.
+type RoleError struct {
+	Role string
+	Err  error
+}
+
+func (e *RoleError) Error() string {
+	return "sts:AssumeRole of " + e.Role + " failed: " + e.Err.Error()
+}
+func (e *RoleError) Unwrap() error { return e.Err }
+
+// classifyRole classifies a failure to assume a role: AssumeRoleDenied when
+// STS refused (the role's trust policy, or the extension's own policy),
+// else AssumeRoleFailed with the class of STS's error.
+func classifyRole(key Key, re *RoleError) *Error {
+	inner := classify(key, re.Err)
+	out := &Error{Class: inner.Class, Key: key, Err: re,
+		Message: "sts:AssumeRole of " + re.Role + " failed: " + inner.Code + ": " + inner.Message}
+	switch inner.Class {
+	case ClassAccessDenied, ClassInvalid, ClassNotFound:
+		out.Class, out.Code = ClassAccessDenied, "AssumeRoleDenied"
+	default:
+		out.Code = "AssumeRoleFailed"
+	}
+	return out
 }

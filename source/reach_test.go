@@ -3,9 +3,13 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/aws/smithy-go"
 )
 
 func TestARNRegion(t *testing.T) {
@@ -60,7 +64,7 @@ func newRegions() *regions {
 	return &regions{sm: map[string]*fakeSM{}, ssm: map[string]*fakeSSM{}, made: map[string]int{}, fails: map[string]bool{}}
 }
 
-func (r *regions) factory(region string) (SecretsManagerAPI, SSMAPI, error) {
+func (r *regions) factory(region, _ string) (SecretsManagerAPI, SSMAPI, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.made[region]++
@@ -142,10 +146,89 @@ func TestFetchRegionWithoutClients(t *testing.T) {
 	s.Fetch(context.Background(), []Key{k, SecretKey("home")}, d.deliver)
 	got := d.once(t, []Key{k, SecretKey("home")})
 	var serr *Error
-	if !errors.As(got[k].err, &serr) || serr.Code != "RegionUnavailable" || serr.Class != ClassInvalid {
-		t.Errorf("fetch in a region without clients = %v, want RegionUnavailable (invalid)", got[k].err)
+	if !errors.As(got[k].err, &serr) || serr.Code != "ClientUnavailable" || serr.Class != ClassInvalid {
+		t.Errorf("fetch in a region without clients = %v, want ClientUnavailable (invalid)", got[k].err)
 	}
 	if got[SecretKey("home")].err != nil {
 		t.Errorf("home key failed alongside: %v", got[SecretKey("home")].err)
 	}
 }
+
+// roleFactory records the (region, role) pairs it made clients for.
+type roleFactory struct {
+	mu   sync.Mutex
+	made map[[2]string]*fakeSM
+}
+
+func (r *roleFactory) factory(region, role string) (SecretsManagerAPI, SSMAPI, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sm := &fakeSM{}
+	r.made[[2]string{region, role}] = sm
+	return sm, &fakeSSM{}, nil
+}
+
+func TestFetchAsRoles(t *testing.T) {
+	const roleA, roleB, roleC = "arn:aws:iam::222222222222:role/a", "arn:aws:iam::222222222222:role/b", "arn:aws:iam::222222222222:role/c"
+	home := &fakeSM{}
+	rf := &roleFactory{made: map[[2]string]*fakeSM{}}
+	s := New(Options{SecretsManager: home, SSM: &fakeSSM{}, HomeRegion: "us-east-1", NewClients: rf.factory, MaxRoles: 2})
+	westARN := "arn:aws:secretsmanager:us-west-2:" + testAccount + ":secret:x-AbCdEf"
+	as := func(k Key, role string) Key { k.Role = role; return k }
+	keys := []Key{SecretKey("x"), SecretKey("y"), as(SecretKey("x"), roleA), as(SecretKey("y"), roleA), as(SecretKey("x"), roleB), as(SecretKey(westARN), roleA)}
+	d := newDeliveries()
+	s.Fetch(context.Background(), keys, d.deliver)
+	got := d.once(t, keys)
+	for _, k := range keys {
+		if got[k].err != nil {
+			t.Errorf("%s: %v", k, got[k].err)
+		}
+	}
+	for pair, n := range map[[2]string]int{{"", roleA}: 2, {"", roleB}: 1, {"us-west-2", roleA}: 1} {
+		sm := rf.made[pair]
+		if sm == nil || sm.callCount() != 1 {
+			t.Errorf("clients for %v: %v, want one call fetching %d", pair, sm, n)
+		}
+	}
+	if home.batchCount() != 1 || len(rf.made) != 3 {
+		t.Errorf("home batches %d, clients made %v; want 1 and 3", home.batchCount(), len(rf.made))
+	}
+	// A third role is refused, the two known still served.
+	_, err := s.FetchOne(context.Background(), as(SecretKey("z"), roleC))
+	var serr *Error
+	if !errors.As(err, &serr) || serr.Code != "TooManyRoles" || serr.Class != ClassInvalid {
+		t.Errorf("a third role: %v, want TooManyRoles", err)
+	}
+	if _, err := s.FetchOne(context.Background(), as(SecretKey("z"), roleB)); err != nil {
+		t.Errorf("a known role after the limit: %v", err)
+	}
+}
+
+func TestRoleErrorsAreTheirOwn(t *testing.T) {
+	const role = "arn:aws:iam::222222222222:role/a"
+	k := SecretKey("x")
+	k.Role = role
+	for _, tc := range []struct {
+		inner     error
+		code      string
+		class     Class
+		mentioned string
+	}{
+		{&smithyErr{code: "AccessDenied", msg: "not authorized to perform: sts:AssumeRole"}, "AssumeRoleDenied", ClassAccessDenied, "AccessDenied"},
+		{&smithyErr{code: "RegionDisabledException", msg: "STS is not activated"}, "AssumeRoleFailed", ClassOther, "RegionDisabledException"},
+		{&smithyErr{code: "Throttling", msg: "Rate exceeded"}, "AssumeRoleFailed", ClassThrottled, "Throttling"},
+	} {
+		// As the SDK's credentials cache wraps a provider's error.
+		err := classify(k, fmt.Errorf("failed to refresh cached credentials, %w", &RoleError{Role: role, Err: tc.inner}))
+		if err.Code != tc.code || err.Class != tc.class || !strings.Contains(err.Message, tc.mentioned) || !strings.Contains(err.Message, role) {
+			t.Errorf("%v classified as %s/%s %q, want %s/%s naming %s and the role", tc.inner, err.Code, err.Class, err.Message, tc.code, tc.class, tc.mentioned)
+		}
+	}
+}
+
+type smithyErr struct{ code, msg string }
+
+func (e *smithyErr) Error() string                 { return e.code + ": " + e.msg }
+func (e *smithyErr) ErrorCode() string             { return e.code }
+func (e *smithyErr) ErrorMessage() string          { return e.msg }
+func (e *smithyErr) ErrorFault() smithy.ErrorFault { return smithy.FaultClient }

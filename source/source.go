@@ -1,6 +1,7 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"strings"
@@ -45,6 +46,9 @@ type Options struct {
 	// clients).
 	HomeRegion string
 	NewClients ClientFactory
+	// MaxRoles bounds the roles keys may name (default 20); a key of one
+	// more role fails with TooManyRoles.
+	MaxRoles int
 	// MaxConcurrency bounds the AWS calls of reads (FetchOne) in flight at
 	// once, across services and regions.
 	MaxConcurrency int
@@ -97,8 +101,9 @@ func New(o Options) *Source {
 		batches: newLimiter(o.PrefetchConcurrency),
 		retry:   o.RetryThrottled,
 		smTO:    o.SecretsTimeout, ssmTO: o.ParametersTimeout,
-		log:   o.Logger,
-		reach: reach{homeRegion: o.HomeRegion, newClients: o.NewClients, others: map[target]*clients{}},
+		log: o.Logger,
+		reach: reach{homeRegion: o.HomeRegion, newClients: o.NewClients, maxRoles: cmp.Or(o.MaxRoles, 20),
+			others: map[target]*clients{}, roles: map[string]bool{}},
 	}
 }
 

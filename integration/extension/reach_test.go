@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
@@ -79,5 +80,94 @@ func TestARNsOfAnotherRegion(t *testing.T) {
 	}
 	if strings.Contains(e.Out.String(), "wval-") {
 		t.Error("a value reached the log")
+	}
+}
+
+// roleArn on reads and "|role" in prefetch entries: the extension reads as
+// the role with credentials from sts:AssumeRole (the SDK's stscreds), keeps
+// each role's entries apart, and bounds the roles.
+func TestReadsAsRoles(t *testing.T) {
+	const (
+		reader = "arn:aws:iam::222222222222:role/reader"
+		other  = "arn:aws:iam::222222222222:role/other"
+		third  = "arn:aws:iam::222222222222:role/third"
+	)
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
+			"SECRETS_PREFETCH_SECRETS":   "team/db|" + reader + ",open",
+			"SECRETS_PREFETCH_MAX_ROLES": "2",
+		},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "team/db", "rval-team"))
+			exttest.Must[string](t)(a.PutSecretString(ctx, "open", "rval-open"))
+			for _, r := range []string{reader, other, third} {
+				a.CreateRole(r)
+			}
+			a.Only("team/db", reader)
+		},
+	})
+	e.WaitReady(t)
+	a := e.AWS
+	as := func(id, role string) string {
+		return exttest.SecretPath(url.QueryEscape(id)) + "&roleArn=" + url.QueryEscape(role)
+	}
+
+	r := e.Get(t, as("team/db", reader))
+	if v := exttest.ValueOf(t, r); v != "rval-team" || r.XCache != "hit" {
+		t.Errorf("team/db as reader = %q (%s), want the prefetched value", v, r.XCache)
+	}
+	// The entry is the role's: without it, or as another role, the read is
+	// AWS's own answer for those credentials (refused), never that value.
+	for _, path := range []string{exttest.SecretPath("team/db"), as("team/db", other)} {
+		if r := e.Get(t, path); r.Status != 403 || r.Code() != awstest.CodeAccessDenied || strings.Contains(r.Body, "rval-") {
+			t.Errorf("%s = %v, want 403 AccessDeniedException", path, r)
+		}
+	}
+	if v := exttest.ValueOf(t, e.Get(t, as("open", other))); v != "rval-open" {
+		t.Errorf("open as other = %q", v)
+	}
+	if a.RoleSessions(reader) != 1 || a.RoleSessions(other) != 1 {
+		t.Errorf("AssumeRole sessions: reader %d, other %d; want one each, cached", a.RoleSessions(reader), a.RoleSessions(other))
+	}
+	// A third role is past SECRETS_PREFETCH_MAX_ROLES=2.
+	if r := e.Get(t, as("open", third)); r.Status != 400 || r.Code() != "TooManyRoles" {
+		t.Errorf("a third role = %v, want 400 TooManyRoles", r)
+	}
+	// A bad roleArn is the caller's mistake.
+	if r := e.Get(t, exttest.SecretPath("open")+"&roleArn=reader"); r.Status != 400 || r.Code() != "InvalidParameterValue" {
+		t.Errorf("roleArn=reader = %v, want 400 InvalidParameterValue", r)
+	}
+}
+
+// A role that cannot be assumed is told apart from a read AWS refused.
+func TestAssumeRoleFailures(t *testing.T) {
+	const (
+		nobody = "arn:aws:iam::222222222222:role/nobody"
+		flaky  = "arn:aws:iam::222222222222:role/flaky"
+	)
+	e := exttest.Start(t, exttest.Setup{
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "open", "rval-open"))
+			a.CreateRole(flaky)
+		},
+	})
+	e.WaitReady(t)
+	as := func(role string) string { return exttest.SecretPath("open") + "&roleArn=" + url.QueryEscape(role) }
+	r := e.Get(t, as(nobody))
+	if r.Status != 403 || r.Code() != "AssumeRoleDenied" || !strings.Contains(r.Body, nobody) {
+		t.Errorf("a role STS refuses = %v, want 403 AssumeRoleDenied naming the role", r)
+	}
+	e.AWS.Inject(awstest.OpAssumeRole, awstest.InternalError())
+	r = e.Get(t, as(flaky))
+	if r.Status != 502 || r.Code() != "AssumeRoleFailed" {
+		t.Errorf("STS failing = %v, want 502 AssumeRoleFailed", r)
+	}
+	e.AWS.ClearFaults()
+	e.Clock.Advance(2 * time.Second) // past the failure's backoff
+	if v := exttest.ValueOf(t, e.Get(t, as(flaky))); v != "rval-open" {
+		t.Errorf("after STS recovered = %q", v)
+	}
+	if out := e.Out.String(); strings.Contains(out, "awstest-role-") || strings.Contains(out, "rval-") {
+		t.Error("role credentials or a value reached the log")
 	}
 }

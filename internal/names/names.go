@@ -94,3 +94,32 @@ func UnderPath(name, prefix string, recursive bool) bool {
 	}
 	return recursive || !strings.Contains(name[len(prefix):], "/")
 }
+
+// IsRoleARN reports whether s is an IAM role ARN:
+// arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME, the account twelve digits,
+// the path and name of the characters IAM allows (letters, digits and
+// + = , . @ _ - /), not ending in "/".
+func IsRoleARN(s string) bool {
+	rest, ok := strings.CutPrefix(s, "arn:")
+	if !ok || len(s) > 2048 {
+		return false
+	}
+	partition, rest, ok := strings.Cut(rest, ":iam::")
+	if !ok || partition == "" || strings.Trim(partition, "abcdefghijklmnopqrstuvwxyz-") != "" {
+		return false
+	}
+	account, name, ok := strings.Cut(rest, ":role/")
+	if !ok || len(account) != 12 || strings.Trim(account, "0123456789") != "" {
+		return false
+	}
+	if name == "" || strings.HasSuffix(name, "/") || strings.HasPrefix(name, "/") || strings.Contains(name, "//") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("+=,.@_-/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

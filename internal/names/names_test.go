@@ -39,3 +39,41 @@ func TestQuote(t *testing.T) {
 		t.Errorf("Quote(long) = %q", q)
 	}
 }
+
+func TestIsRoleARN(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"arn:aws:iam::123456789012:role/reader", true},
+		{"arn:aws-us-gov:iam::123456789012:role/path/to/a+b=c,d.e@f_g-h", true},
+		{"arn:aws:iam::123456789012:role/", false},
+		{"arn:aws:iam::123456789012:role//x", false},
+		{"arn:aws:iam::123456789012:role/x/", false},
+		{"arn:aws:iam::123456789012:user/x", false},
+		{"arn:aws:iam::12345678901:role/x", false},
+		{"arn:aws:iam:us-east-1:123456789012:role/x", false},
+		{"arn::iam::123456789012:role/x", false},
+		{"arn:aws:iam::123456789012:role/x|y", false},
+		{"arn:aws:iam::123456789012:role/x y", false},
+		{"role/x", false},
+	} {
+		if got := IsRoleARN(tc.s); got != tc.want {
+			t.Errorf("IsRoleARN(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+func FuzzIsRoleARN(f *testing.F) {
+	f.Add("arn:aws:iam::123456789012:role/reader")
+	f.Add("arn:aws:iam::123456789012:role/a/b")
+	f.Fuzz(func(t *testing.T, s string) {
+		if !IsRoleARN(s) {
+			return
+		}
+		if !strings.HasPrefix(s, "arn:") || !strings.Contains(s, ":iam::") || !strings.Contains(s, ":role/") ||
+			strings.ContainsAny(s, "| \t\n\"'\\?#&%") || len(s) > 2048 {
+			t.Fatalf("IsRoleARN(%q) = true", s)
+		}
+	})
+}

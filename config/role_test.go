@@ -1,0 +1,98 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
+)
+
+const (
+	roleA = "arn:aws:iam::123456789012:role/reader"
+	roleB = "arn:aws-cn:iam::210987654321:role/team/a+b=c.d@e_f-g"
+)
+
+func TestRoleEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		secrets       string
+		params        string
+		maxRoles      string
+		wantSecrets   []string
+		wantParams    []string
+		wantErrVar    string
+		wantErrSubstr string
+	}{
+		{name: "names and ARNs with roles",
+			secrets:     "app/db|" + roleA + ", arn:aws:secretsmanager:eu-west-1:123456789012:secret:x@y+z=w.v-AbCdEf|" + roleB + ",app/db",
+			params:      "/app/port:3|" + roleA + ",/app/port,arn:aws:ssm:eu-west-1:123456789012:parameter/a/b|" + roleB,
+			wantSecrets: []string{"app/db|" + roleA, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x@y+z=w.v-AbCdEf|" + roleB, "app/db"},
+			wantParams:  []string{"/app/port:3|" + roleA, "/app/port", "arn:aws:ssm:eu-west-1:123456789012:parameter/a/b|" + roleB}},
+		{name: "duplicates by name and role", secrets: "a|" + roleA + ",a|" + roleA + ",a", wantSecrets: []string{"a|" + roleA, "a"}},
+		{name: "not a role ARN", secrets: "a|arn:aws:iam::123456789012:user/bob", wantErrVar: EnvSecrets, wantErrSubstr: "IAM role ARN"},
+		{name: "short account", secrets: "a|arn:aws:iam::1234:role/x", wantErrVar: EnvSecrets},
+		{name: "no name", secrets: "|" + roleA, wantErrVar: EnvSecrets},
+		{name: "two roles", secrets: "a|" + roleA + "|" + roleB, wantErrVar: EnvSecrets},
+		{name: "space around the bar", secrets: "a |" + roleA, wantErrVar: EnvSecrets},
+		{name: "a path with a role", params: "/app/*|" + roleA, wantErrVar: EnvParameters, wantErrSubstr: "not a path"},
+		{name: "bad selector before a role", params: "/app/x:0|" + roleA, wantErrVar: EnvParameters},
+		{name: "more roles than allowed", secrets: "a|" + roleA + ",b|" + roleB, maxRoles: "1", wantErrVar: EnvMaxRoles, wantErrSubstr: "at least 2"},
+		{name: "as many roles as allowed", secrets: "a|" + roleA + ",b|" + roleB + ",c|" + roleA, maxRoles: "2",
+			wantSecrets: []string{"a|" + roleA, "b|" + roleB, "c|" + roleA}},
+		{name: "max roles out of range", maxRoles: "0", wantErrVar: EnvMaxRoles},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := FromEnv(env(map[string]string{EnvSecrets: tc.secrets, EnvParameters: tc.params, EnvMaxRoles: tc.maxRoles, EnvSessionToken: testToken}))
+			if tc.wantErrVar != "" {
+				ves := VarErrors(err)
+				if len(ves) != 1 || ves[0].Name != tc.wantErrVar || !strings.Contains(ves[0].Error(), tc.wantErrSubstr) {
+					t.Fatalf("error = %v, want one naming %s (%q)", err, tc.wantErrVar, tc.wantErrSubstr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(c.Secrets, ",") != strings.Join(tc.wantSecrets, ",") || strings.Join(c.Parameters, ",") != strings.Join(tc.wantParams, ",") {
+				t.Errorf("secrets %q, parameters %q; want %q, %q", c.Secrets, c.Parameters, tc.wantSecrets, tc.wantParams)
+			}
+		})
+	}
+}
+
+// FuzzRoleEntry checks that an accepted entry splits into a name and a
+// role ARN (or none), and that a valid name and role joined by "|" come
+// back apart unchanged.
+func FuzzRoleEntry(f *testing.F) {
+	for _, s := range []string{"app/db", "a@b:c/d+e=f.g-h_i", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf", "/app/p:3", "|", "a||b", "a|"} {
+		f.Add(s, roleA)
+		f.Add(s, roleB)
+		f.Add(s, "arn:aws:iam::123456789012:role/a,b")
+		f.Add(s, "")
+	}
+	f.Fuzz(func(t *testing.T, id, role string) {
+		entry := id
+		if role != "" {
+			entry += "|" + role
+		}
+		for _, v := range []string{EnvSecrets, EnvParameters} {
+			c, err := FromEnv(env(map[string]string{v: entry, EnvSessionToken: testToken}))
+			if err != nil {
+				continue
+			}
+			for _, e := range append(c.Secrets, c.Parameters...) {
+				gotID, gotRole := SplitRole(e)
+				if gotID == "" || strings.Contains(gotID, "|") || gotRole != "" && !names.IsRoleARN(gotRole) {
+					t.Fatalf("%s=%q accepted as %q: id %q, role %q", v, entry, e, gotID, gotRole)
+				}
+			}
+			// One entry without a comma is one entry, taken apart exactly.
+			if !strings.Contains(entry, ",") && strings.TrimSpace(entry) == entry && len(c.Secrets)+len(c.Parameters) == 1 {
+				gotID, gotRole := SplitRole(append(c.Secrets, c.Parameters...)[0])
+				if gotID != id || gotRole != role {
+					t.Fatalf("%s=%q came back as %q and %q", v, entry, gotID, gotRole)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,64 @@
+package rie
+
+import (
+	"encoding/json"
+	"net/url"
+	"testing"
+
+	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/testfunc"
+)
+
+// A function under RIE reads secrets of two regions and through a role:
+// the extension's SDK clients sign for the region an ARN names and with
+// the credentials sts:AssumeRole gave for the role.
+func TestE2EReachRegionsAndRole(t *testing.T) {
+	t.Parallel()
+	requireSupported(t)
+	const role = "arn:aws:iam::222222222222:role/reader"
+	a := awstest.Start(t)
+	west := a.AddRegion("us-west-2")
+	ctx := t.Context()
+	must := func(_ string, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(a.PutSecretString(ctx, "app/db", "home-v"))
+	westARN, err := west.PutSecretString(ctx, "app/db", "west-v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(a.PutSecretString(ctx, "team/db", "team-v"))
+	a.CreateRole(role)
+	a.Only("team/db", role)
+
+	e := Start(t, Options{Env: append(a.Env(),
+		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL=debug",
+		"SECRETS_PREFETCH_SECRETS=app/db,"+westARN+",team/db|"+role,
+	)})
+	w := &world{aws: a, env: e}
+	get := func(id, role string) string {
+		p := "/secretsmanager/get?secretId=" + url.QueryEscape(id)
+		if role != "" {
+			p += "&roleArn=" + url.QueryEscape(role)
+		}
+		return p
+	}
+	resp := w.invoke(t, testfunc.Request{Paths: []string{
+		get("app/db", ""), get(westARN, ""), get("team/db", role), get("team/db", ""),
+	}})
+	for i, want := range []string{"home-v", "west-v", "team-v"} {
+		r := resp.Reads[i]
+		var body struct{ SecretString string }
+		if r.Status != 200 || json.Unmarshal([]byte(r.Value), &body) != nil || body.SecretString != want || r.XCache != "hit" {
+			t.Errorf("read %s = %d %s %q, want %s prefetched", r.Path, r.Status, r.XCache, r.Value, want)
+		}
+	}
+	if r := resp.Reads[3]; r.Status != 403 {
+		t.Errorf("team/db with the function's own credentials = %d %s, want 403", r.Status, r.Value)
+	}
+	if west.Items(awstest.OpGetSecretValue)+west.Items(awstest.OpBatchGetSecretValue) != 1 || a.RoleSessions(role) != 1 {
+		t.Errorf("us-west-2 answered %v, role sessions %d; want one read there and one session", west.AllCalls(), a.RoleSessions(role))
+	}
+}
