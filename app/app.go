@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/secrets-prefetch/secrets-prefetch/awsapi"
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
 	"github.com/secrets-prefetch/secrets-prefetch/config"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/names"
@@ -116,7 +117,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return initError(ctx, lc, log, errorTypeInitFailed, fmt.Errorf("loading AWS configuration: %w", err))
 	}
-	e := newExtension(cfg, awsCfg, log, o.Now)
+	var self net.Addr
+	if l != nil {
+		self = l.Addr()
+	}
+	ep, err := awsapi.ResolveEndpoints(ctx, awsCfg, self, log)
+	if err != nil {
+		return initError(ctx, lc, log, errorTypeInitFailed, err)
+	}
+	e := newExtension(cfg, awsCfg, ep, log, o.Now)
 	e.metrics = newEMF(cfg, o, e)
 
 	if listenErr != nil {
@@ -168,12 +177,15 @@ type extension struct {
 	ready   atomic.Bool
 }
 
-func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now func() time.Time) *extension {
+// newExtension builds the extension around AWS: the source's clients reach
+// AWS at ep (never this extension itself), and POST / answers the
+// function's own SDK.
+func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log *slog.Logger, now func() time.Time) *extension {
 	src := source.New(source.Options{
-		SecretsManager:      secretsmanager.NewFromConfig(awsCfg),
-		SSM:                 ssm.NewFromConfig(awsCfg),
+		SecretsManager:      secretsmanager.NewFromConfig(awsCfg, ep.SecretsManagerOptions),
+		SSM:                 ssm.NewFromConfig(awsCfg, ep.SSMOptions),
 		HomeRegion:          awsCfg.Region,
-		NewClients:          reachClients(awsCfg),
+		NewClients:          reachClients(awsCfg, ep),
 		MaxRoles:            cfg.MaxRoles,
 		MaxConcurrency:      cfg.MaxConnections,
 		PrefetchConcurrency: cfg.Concurrency,
@@ -182,7 +194,19 @@ func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now fu
 		ParametersTimeout:   cfg.ParamsTimeout,
 		Logger:              log,
 	})
-	return assemble(cfg, src, log, now)
+	return assemble(cfg, src, log, now, func(c *cache.Cache) http.Handler {
+		return awsapi.New(awsapi.Options{
+			Cache:                  c,
+			Credentials:            awsCfg.Credentials,
+			Region:                 awsCfg.Region,
+			SecretsManagerEndpoint: ep.SecretsManagerURL,
+			SSMEndpoint:            ep.SSMURL,
+			// Its own connections: forwarded calls are the function's, and
+			// must not queue behind the extension's MaxConnections.
+			HTTPClient: awshttp.NewBuildableClient(),
+			Logger:     log, // (its clock is the wall clock: signatures are dated by it)
+		})
+	})
 }
 
 // reachClients makes the clients for an ARN of another region (fetched
@@ -191,7 +215,7 @@ func newExtension(cfg config.Config, awsCfg aws.Config, log *slog.Logger, now fu
 // signature, and the role's credentials from sts:AssumeRole, cached and
 // renewed before they expire. One credentials cache per role serves every
 // region.
-func reachClients(awsCfg aws.Config) source.ClientFactory {
+func reachClients(awsCfg aws.Config, ep awsapi.Endpoints) source.ClientFactory {
 	stsClient := sts.NewFromConfig(awsCfg)
 	var mu sync.Mutex // protects roles
 	roles := map[string]aws.CredentialsProvider{}
@@ -217,12 +241,14 @@ func reachClients(awsCfg aws.Config) source.ClientFactory {
 			mu.Unlock()
 			c.Credentials = p
 		}
-		return secretsmanager.NewFromConfig(c), ssm.NewFromConfig(c), nil
+		return secretsmanager.NewFromConfig(c, ep.SecretsManagerOptions), ssm.NewFromConfig(c, ep.SSMOptions), nil
 	}
 }
 
-// assemble builds the cache and server around a fetcher.
-func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time) *extension {
+// assemble builds the cache and server around a fetcher. awsAPI, if set,
+// makes the handler of POST / (the AWS API endpoint) around the cache.
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache) http.Handler) *extension {
+
 	e := &extension{cfg: cfg, log: log, fetcher: f}
 	secretsTTL, paramsTTL := cfg.SecretsTTL, cfg.ParametersTTL
 	if !cfg.CacheEnabled {
@@ -241,8 +267,13 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 		ParametersTimeout: cfg.ParamsTimeout,
 		Now:               now,
 	})
+	var api http.Handler
+	if awsAPI != nil {
+		api = awsAPI(e.cache)
+	}
 	e.server = localserver.New(localserver.Options{
 		Cache:   e.cache,
+		AWSAPI:  api,
 		Token:   cfg.Token,
 		Ready:   e.ready.Load,
 		MaxWait: e.cache.MaxWait(),

@@ -132,7 +132,7 @@ func benchExtension(b *testing.B, n int) (*extension, *benchClock) {
 		b.Fatal(err)
 	}
 	clock := &benchClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := assemble(cfg, benchFetcher{&source.Item{Body: []byte(`{"Value":"v"}`), Text: []byte("v")}}, slog.New(slog.DiscardHandler), clock.now)
+	e := assemble(cfg, benchFetcher{&source.Item{Body: []byte(`{"Value":"v"}`), Text: []byte("v")}}, slog.New(slog.DiscardHandler), clock.now, nil)
 	if rep := e.cache.Prefetch(context.Background(), keys, nil); rep.Fetched != n {
 		b.Fatalf("prefetched %d of %d", rep.Fetched, n)
 	}

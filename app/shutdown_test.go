@@ -55,7 +55,7 @@ func TestStopDrainsThenWipes(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &heldFetcher{entered: make(chan struct{}, 1)}
-	e := assemble(cfg, f, slog.New(slog.DiscardHandler), nil)
+	e := assemble(cfg, f, slog.New(slog.DiscardHandler), nil, nil)
 	l, err := localserver.Listen(0)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,10 @@ type Options struct {
 	// it, the idlest is closed.
 	MaxConns int
 	Logger   *slog.Logger
+	// AWSAPI, if set, answers POST / (the AWS API endpoint, which checks
+	// its callers' signatures itself). The server passes those requests
+	// on untouched.
+	AWSAPI http.Handler
 }
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
@@ -234,6 +238,10 @@ var (
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	h := w.Header()
 	h["Cache-Control"] = headerNoStore
+	if r.Method == http.MethodPost && r.URL.Path == "/" && s.opts.AWSAPI != nil {
+		s.opts.AWSAPI.ServeHTTP(w, r)
+		return 0, "aws-api" // it logs its own outcome
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		return writeError(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "only GET and HEAD are allowed"), ""

@@ -632,3 +632,29 @@ func TestValuesNeverLeak(t *testing.T) {
 	}
 	mustNotContain(t, "debug log", logs, secret, other)
 }
+
+// POST / goes to the AWS API endpoint when there is one, untouched (it
+// checks signatures itself); every other POST, and POST / without one, is
+// refused as before.
+func TestAWSAPIRoute(t *testing.T) {
+	var got []string
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.Path)
+		w.WriteHeader(http.StatusTeapot)
+	})
+	s := newServer(&fakeCache{}, func(o *Options) { o.AWSAPI = api })
+	if w := serve(s, http.MethodPost, "/", ""); w.Code != http.StatusTeapot {
+		t.Errorf("POST / = %d, want the AWS API's answer", w.Code)
+	}
+	for _, c := range []struct{ method, target string }{{http.MethodPost, "/ping"}, {http.MethodPut, "/"}, {http.MethodPost, "/secretsmanager/get?secretId=db"}} {
+		if w := serve(s, c.method, c.target, testToken); w.Code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s = %d, want 405", c.method, c.target, w.Code)
+		}
+	}
+	if len(got) != 1 {
+		t.Errorf("the AWS API got %v, want only POST /", got)
+	}
+	if w := serve(newServer(&fakeCache{}), http.MethodPost, "/", testToken); w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST / without an AWS API = %d, want 405", w.Code)
+	}
+}

@@ -94,6 +94,11 @@ type Setup struct {
 	// LambdaClient, if set, is the extension's Extensions API client
 	// (app.Options.HTTPClient), for faults below the HTTP layer.
 	LambdaClient *http.Client
+	// SelfEndpoints sets AWS_ENDPOINT_URL_SECRETS_MANAGER and
+	// AWS_ENDPOINT_URL_SSM to the extension's own address, as a function
+	// using the AWS API endpoint sets them for its whole environment, and
+	// AWS_ENDPOINT_URL to the emulated AWS.
+	SelfEndpoints bool
 }
 
 // Ext is one running extension and its world. Start stops it when the test
@@ -159,8 +164,19 @@ func Start(t testing.TB, s Setup) *Ext {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
-	t.Setenv("AWS_ENDPOINT_URL_SSM", endpoint)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Addr = l.Addr().String()
+	if s.SelfEndpoints {
+		t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://"+e.Addr)
+		t.Setenv("AWS_ENDPOINT_URL_SSM", "http://"+e.Addr)
+		t.Setenv("AWS_ENDPOINT_URL", endpoint)
+	} else {
+		t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
+		t.Setenv("AWS_ENDPOINT_URL_SSM", endpoint)
+	}
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	// Nor a developer's own AWS configuration (profiles, credentials).
 	t.Setenv("AWS_PROFILE", "")
@@ -180,11 +196,6 @@ func Start(t testing.TB, s Setup) *Ext {
 	for k, v := range s.Env {
 		env[k] = v
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Addr = l.Addr().String()
 	runCtx, cancel := context.WithCancel(context.Background())
 	go func() {
 		e.err = app.Run(runCtx, app.Options{
