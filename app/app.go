@@ -187,6 +187,7 @@ func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log
 		HomeRegion:          awsCfg.Region,
 		NewClients:          reachClients(awsCfg, ep),
 		MaxRoles:            cfg.MaxRoles,
+		FailoverRegion:      cfg.FailoverRegion,
 		MaxConcurrency:      cfg.MaxConnections,
 		PrefetchConcurrency: cfg.Concurrency,
 		RetryThrottled:      true,

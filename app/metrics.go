@@ -65,6 +65,10 @@ func counters(e *extension, stats interface{ Stats() source.Stats }) []metrics.M
 	}
 	s := stats.Stats()
 	ms = append(ms, count("AWSCalls", s.TotalCalls()), count("AWSErrors", s.TotalErrors()))
+	if e.cfg.FailoverRegion != "" {
+		// Secrets asked of the failover region's replicas.
+		ms = append(ms, count("Failovers", s.Failovers))
+	}
 	for api := range source.NumAPIs {
 		m := count(source.API(api).String()+"Calls", s.Calls[api])
 		m.Sparse = true

@@ -35,6 +35,7 @@ const (
 	EnvMetrics      = "SECRETS_PREFETCH_METRICS" // CloudWatch Embedded Metric Format lines on stdout
 	EnvConcurrency  = "SECRETS_PREFETCH_CONCURRENCY"
 	EnvMaxRoles     = "SECRETS_PREFETCH_MAX_ROLES"
+	EnvFailover     = "SECRETS_PREFETCH_FAILOVER_REGION"
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -94,6 +95,8 @@ type Config struct {
 	// for 160 parameters and 320 secrets). It adapts to throttling.
 	Concurrency int
 	MaxRoles    int // 1..1000, default 20: roles reads may name
+	// FailoverRegion holds replicas of the home region's secrets; "" = none.
+	FailoverRegion string
 
 	// The zero-code mappings (package mapping's syntax); their items are
 	// prefetched like listed ones.

@@ -120,6 +120,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.Concurrency = p.integer(EnvConcurrency, 1, 256, d.Concurrency, "a whole number")
 	c.MaxRoles = p.integer(EnvMaxRoles, 1, 1000, d.MaxRoles, "a whole number")
 	p.checkRoleCount(c.MaxRoles, c.Secrets, c.Parameters)
+	c.FailoverRegion = p.region(EnvFailover)
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	c.Token = p.token()
 	if len(p.errs) > 0 {
@@ -320,6 +321,40 @@ func (p *parser) checkName(name string, index int, elem string) bool {
 	}
 	p.fail(name, elem, index, want)
 	return false
+}
+
+// region reads an AWS region name: letter groups and a final number,
+// joined by "-", e.g. eu-west-1 or us-gov-west-1.
+func (p *parser) region(name string) string {
+	raw, v, ok := p.lookup(name)
+	if !ok {
+		return ""
+	}
+	if !isRegion(v) {
+		p.fail(name, raw, 0, "an AWS region, e.g. us-west-2")
+		return ""
+	}
+	return v
+}
+
+func isRegion(v string) bool {
+	groups := strings.Split(v, "-")
+	if len(groups) < 3 || len(v) > 64 {
+		return false
+	}
+	for i, g := range groups {
+		if g == "" {
+			return false
+		}
+		last := i == len(groups)-1
+		for j := 0; j < len(g); j++ {
+			c := g[j]
+			if last && (c < '0' || c > '9') || !last && (c < 'a' || c > 'z') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // roleSeparator ends an entry's name where a role follows: "|" appears in

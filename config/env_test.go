@@ -347,7 +347,7 @@ var allVars = []string{
 	EnvHTTPPort, EnvCacheEnabled, EnvCacheSize, EnvMaxConnections, EnvLogLevel, EnvSecretsTTL,
 	EnvParametersTTL, EnvSecretsTimeout, EnvParamsTimeout, EnvSecrets, EnvParameters, EnvRequired,
 	EnvInitTimeout, EnvRefreshAhead, EnvStaleIfError, EnvLazy, EnvSessionToken, EnvContainerToken, EnvLogFormat,
-	EnvEnvMapping, EnvFileMapping, EnvMaxRoles,
+	EnvEnvMapping, EnvFileMapping, EnvMaxRoles, EnvFailover,
 }
 
 func TestLists(t *testing.T) {

@@ -96,3 +96,23 @@ func FuzzRoleEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestFailoverRegion(t *testing.T) {
+	for _, tc := range []struct {
+		v, want string
+		bad     bool
+	}{
+		{v: "", want: ""}, {v: "us-west-2", want: "us-west-2"}, {v: " us-gov-west-1 ", want: "us-gov-west-1"},
+		{v: "eu-west", bad: true}, {v: "US-WEST-2", bad: true}, {v: "us--west-2", bad: true}, {v: "us-west-2a", bad: true},
+		{v: "bad-value", bad: true}, {v: "us-west-2-", bad: true},
+	} {
+		c, err := FromEnv(env(map[string]string{EnvFailover: tc.v, EnvSessionToken: testToken}))
+		ves := VarErrors(err)
+		switch {
+		case tc.bad && (len(ves) != 1 || ves[0].Name != EnvFailover || !strings.Contains(ves[0].Want, "us-west-2")):
+			t.Errorf("%q: %v, want an error naming %s with an example", tc.v, err, EnvFailover)
+		case !tc.bad && (err != nil || c.FailoverRegion != tc.want):
+			t.Errorf("%q: %q, %v; want %q", tc.v, c.FailoverRegion, err, tc.want)
+		}
+	}
+}

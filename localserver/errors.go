@@ -69,6 +69,7 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg st
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Del("X-Cache")
 	h.Del("Age")
+	h.Del(RegionHeader)
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write(body)

@@ -20,6 +20,9 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
+// RegionHeader names the failover region on a value its replica answered.
+const RegionHeader = "X-Secrets-Prefetch-Region"
+
 // TokenHeader carries the session token on every request but /ping.
 const TokenHeader = "X-Aws-Parameters-Secrets-Token"
 
@@ -308,6 +311,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	xcache := res.Status.String()
 	h["X-Cache"] = headerXCache[res.Status]
 	h.Set("Age", strconv.FormatInt(int64(max(res.Age, 0)/time.Second), 10)) // never negative (RFC 9111)
+	if res.Item.Region != "" {
+		// A replica in the failover region answered for the home region.
+		h.Set(RegionHeader, res.Item.Region)
+	}
 	body := res.Item.Body
 	if req.hasJSONKey {
 		text, _ := res.Item.StringValue()

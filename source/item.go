@@ -30,6 +30,9 @@ type Item struct {
 	// Secure marks a SecureString parameter, whose value differs with and
 	// without decryption.
 	Secure bool
+	// Region is the failover region when a replica there answered for the
+	// home region; "" otherwise.
+	Region string
 }
 
 // Wipe overwrites the item's secret material. Copies made elsewhere (by the

@@ -34,9 +34,11 @@ type target struct {
 
 // reach is the source's clients beyond the home region's.
 type reach struct {
-	homeRegion string
-	newClients ClientFactory
-	maxRoles   int
+	homeRegion     string
+	newClients     ClientFactory
+	maxRoles       int
+	failoverRegion string
+	failedOver     atomic.Bool // the last answer for the home region came from the failover region
 
 	mu     sync.Mutex // protects others and roles
 	others map[target]*clients
@@ -69,7 +71,12 @@ func (s *Source) targetOf(key Key) target {
 
 // clientsFor returns the clients that fetch key, making them on first use.
 func (s *Source) clientsFor(key Key) (*clients, *Error) {
-	t := s.targetOf(key)
+	return s.clientsAt(s.targetOf(key), key)
+}
+
+// clientsAt returns the clients of t, making them on first use; key is
+// for the error.
+func (s *Source) clientsAt(t target, key Key) (*clients, *Error) {
 	if t == (target{}) {
 		return s.home, nil
 	}
@@ -163,4 +170,87 @@ func classifyRole(key Key, re *RoleError) *Error {
 		out.Code = "AssumeRoleFailed"
 	}
 	return out
+}
+
+// failover fetches keys, which the home region's clients cl failed with
+// homeErr, from the replicas in the failover region, and reports whether it
+// did (then every key has been delivered). Only secrets fetched from the
+// home region fail over, only for failures a replica can cure: 5xx,
+// resets, timeouts. Throttling is a quota, not an outage; not found and
+// access denied are the same answer everywhere. A replica's own failure is
+// not the key's: the home region's error is delivered instead, so a
+// replica that lacks the secret never turns an outage into "not found".
+func (s *Source) failover(ctx context.Context, cl *clients, keys []Key, homeErr error, deliver Deliver) bool {
+	fr := s.reach.failoverRegion
+	if fr == "" || fr == s.reach.homeRegion || ctx.Err() != nil || len(keys) == 0 || keys[0].Service != SecretsManager {
+		return false
+	}
+	if c := classify(keys[0], homeErr).Class; c != ClassTransient && c != ClassTimeout {
+		return false
+	}
+	home := s.home
+	if keys[0].Role != "" {
+		home, _ = s.clientsAt(target{role: keys[0].Role}, keys[0])
+	}
+	if cl != home {
+		return false // not the home region's clients: an ARN of another region
+	}
+	fcl, cerr := s.clientsAt(target{region: fr, role: keys[0].Role}, keys[0])
+	if cerr != nil {
+		return false
+	}
+	orig := make(map[Key]Key, len(keys))
+	replica := make([]Key, len(keys))
+	for i, k := range keys {
+		r := k
+		r.ID = replicaID(k.ID, fr)
+		replica[i] = r
+		orig[r] = k
+	}
+	if !s.reach.failedOver.Swap(true) {
+		s.log.Warn("home region failing; reading replicas in the failover region", "region", fr, "error", classify(keys[0], homeErr).Code)
+	}
+	s.stats.failovers.Add(uint64(len(keys)))
+	var served int
+	var mu sync.Mutex
+	s.fetchGroup(ctx, fcl, replica, func(rk Key, item *Item, err error) {
+		k := orig[rk]
+		if err != nil {
+			e := classify(k, homeErr)
+			e.Batch = len(keys) > 1
+			deliver(k, nil, e)
+			return
+		}
+		mu.Lock()
+		served++
+		mu.Unlock()
+		item.Key, item.Region = k, fr
+		deliver(k, item, nil)
+	})
+	s.log.Debug("served from the failover region", "region", fr, "items", served, "asked", len(keys))
+	return true
+}
+
+// homeAnswered notes a success of the home region's clients cl, ending a
+// failover.
+func (s *Source) homeAnswered(cl *clients) {
+	if s.reach.failoverRegion != "" && cl == s.home && s.reach.failedOver.Swap(false) {
+		s.log.Info("home region answers again; replicas no longer read", "region", s.reach.homeRegion)
+	}
+}
+
+// replicaID is the id of a secret's replica in region: the same name, or
+// the same ARN with the region changed (a replica keeps the primary's name
+// and random suffix).
+func replicaID(id, region string) string {
+	rest, ok := strings.CutPrefix(id, "arn:")
+	if !ok {
+		return id
+	}
+	f := strings.SplitN(rest, ":", 5)
+	if len(f) < 5 {
+		return id
+	}
+	f[2] = region
+	return "arn:" + strings.Join(f, ":")
 }

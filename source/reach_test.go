@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 )
 
@@ -232,3 +233,105 @@ func (e *smithyErr) Error() string                 { return e.code + ": " + e.ms
 func (e *smithyErr) ErrorCode() string             { return e.code }
 func (e *smithyErr) ErrorMessage() string          { return e.msg }
 func (e *smithyErr) ErrorFault() smithy.ErrorFault { return smithy.FaultClient }
+
+func TestFailoverToReplicas(t *testing.T) {
+	const west = "us-west-2"
+	homeARN := "arn:aws:secretsmanager:us-east-1:" + testAccount + ":secret:app/db-AbCdEf"
+	westARN := "arn:aws:secretsmanager:us-west-2:" + testAccount + ":secret:app/db-AbCdEf"
+	otherARN := "arn:aws:secretsmanager:eu-west-1:" + testAccount + ":secret:x-AbCdEf"
+	var homeErr error
+	home := &fakeSM{
+		batch: func(*secretsmanager.BatchGetSecretValueInput) (*secretsmanager.BatchGetSecretValueOutput, error) {
+			return nil, homeErr
+		},
+		get: func(in *secretsmanager.GetSecretValueInput) (*secretsmanager.GetSecretValueOutput, error) {
+			if homeErr != nil {
+				return nil, homeErr
+			}
+			return getSecretOK(in)
+		},
+	}
+	rs := newRegions()
+	s := New(Options{SecretsManager: home, SSM: &fakeSSM{}, HomeRegion: "us-east-1", NewClients: rs.factory, FailoverRegion: west})
+	keys := []Key{SecretKey("app/db"), SecretKey(homeARN), SecretKey("missing"), SecretKey(otherARN)}
+	rs.factory(west, "") // make the replica region's fakes, to script them
+	rs.sm[west].batch = func(in *secretsmanager.BatchGetSecretValueInput) (*secretsmanager.BatchGetSecretValueOutput, error) {
+		out := &secretsmanager.BatchGetSecretValueOutput{}
+		for _, id := range in.SecretIdList {
+			if id != "missing" {
+				out.SecretValues = append(out.SecretValues, batchEntry(id, id, "replica:"+id))
+			}
+		}
+		return out, nil
+	}
+	rs.sm[west].get = func(in *secretsmanager.GetSecretValueInput) (*secretsmanager.GetSecretValueOutput, error) {
+		return nil, &smithyErr{code: "ResourceNotFoundException", msg: "no replica"}
+	}
+
+	for _, tc := range []struct {
+		name     string
+		err      error
+		failover bool
+	}{
+		{"5xx", &smithyErr{code: "InternalServiceError", msg: "down"}, true},
+		{"throttling", &smithyErr{code: "ThrottlingException", msg: "Rate exceeded"}, false},
+		{"access denied", &smithyErr{code: "AccessDeniedException", msg: "no"}, false},
+		{"not found", &smithyErr{code: "ResourceNotFoundException", msg: "no"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			homeErr = tc.err
+			before := s.Stats().Failovers
+			d := newDeliveries()
+			s.Fetch(context.Background(), keys, d.deliver)
+			got := d.once(t, keys)
+			if !tc.failover {
+				for _, k := range keys[:3] {
+					if got[k].err == nil || got[k].item != nil {
+						t.Errorf("%s: %v, want the home region's error", k, got[k])
+					}
+				}
+				if s.Stats().Failovers != before {
+					t.Errorf("failovers counted for %s", tc.name)
+				}
+				return
+			}
+			for k, want := range map[Key]string{keys[0]: "replica:app/db", keys[1]: "replica:" + westARN} {
+				it := got[k].item
+				if it == nil || string(it.Text) != want && !strings.Contains(string(it.Body), want) || it.Region != west || it.Key != k {
+					t.Errorf("%s: %+v, want %s from %s under the original key", k, got[k], want, west)
+				}
+			}
+			// The replica lacks it: the home region's error, not "not found".
+			var serr *Error
+			if !errors.As(got[keys[2]].err, &serr) || serr.Class != ClassTransient || serr.Key != keys[2] {
+				t.Errorf("missing: %v, want the home region's transient error", got[keys[2]].err)
+			}
+			// An ARN of another region is not the home region's to fail over.
+			if got[keys[3]].err != nil || got[keys[3]].item.Region != "" {
+				t.Errorf("eu-west-1 ARN: %+v", got[keys[3]])
+			}
+			if n := s.Stats().Failovers - before; n != 3 {
+				t.Errorf("failovers = %d, want 3", n)
+			}
+		})
+	}
+	// The home region answers again: no replica is read.
+	homeErr = nil
+	calls := rs.sm[west].callCount()
+	it, err := s.FetchOne(context.Background(), SecretKey("app/db"))
+	if err != nil || it.Region != "" || rs.sm[west].callCount() != calls {
+		t.Errorf("after recovery: %v %v, replica calls %d -> %d", it, err, calls, rs.sm[west].callCount())
+	}
+}
+
+func TestReplicaID(t *testing.T) {
+	for id, want := range map[string]string{
+		"app/db": "app/db",
+		"arn:aws:secretsmanager:us-east-1:111111111111:secret:app/db-AbCdEf": "arn:aws:secretsmanager:us-west-2:111111111111:secret:app/db-AbCdEf",
+		"arn:aws:secretsmanager:us-east-1:111111111111:secret:a:b-AbCdEf":    "arn:aws:secretsmanager:us-west-2:111111111111:secret:a:b-AbCdEf",
+	} {
+		if got := replicaID(id, "us-west-2"); got != want {
+			t.Errorf("replicaID(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

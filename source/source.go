@@ -49,6 +49,11 @@ type Options struct {
 	// MaxRoles bounds the roles keys may name (default 20); a key of one
 	// more role fails with TooManyRoles.
 	MaxRoles int
+	// FailoverRegion, if set, holds replicas of the home region's secrets:
+	// a secret the home region fails to answer transiently (5xx, reset,
+	// timeout; not throttling, not found or access denied) is fetched from
+	// there, and its Item.Region says so.
+	FailoverRegion string
 	// MaxConcurrency bounds the AWS calls of reads (FetchOne) in flight at
 	// once, across services and regions.
 	MaxConcurrency int
@@ -102,7 +107,7 @@ func New(o Options) *Source {
 		retry:   o.RetryThrottled,
 		smTO:    o.SecretsTimeout, ssmTO: o.ParametersTimeout,
 		log: o.Logger,
-		reach: reach{homeRegion: o.HomeRegion, newClients: o.NewClients, maxRoles: cmp.Or(o.MaxRoles, 20),
+		reach: reach{homeRegion: o.HomeRegion, newClients: o.NewClients, maxRoles: cmp.Or(o.MaxRoles, 20), failoverRegion: o.FailoverRegion,
 			others: map[target]*clients{}, roles: map[string]bool{}},
 	}
 }
@@ -252,9 +257,13 @@ func (s *Source) getSecret(ctx context.Context, cl *clients, key Key, deliver De
 		return err
 	})
 	if err != nil {
+		if s.failover(ctx, cl, []Key{key}, err, deliver) {
+			return
+		}
 		deliver(key, nil, classify(key, err))
 		return
 	}
+	s.homeAnswered(cl)
 	deliver(key, secretItem(key, out.ARN, out.Name, out.VersionId, out.CreatedDate, out.SecretString, out.SecretBinary, out.VersionStages), nil)
 }
 
@@ -289,6 +298,9 @@ func (s *Source) fetchSecretBatch(ctx context.Context, cl *clients, keys []Key, 
 			s.fetchEach(ctx, cl, keys, deliver)
 			return
 		}
+		if s.failover(ctx, cl, keys, err, deliver) {
+			return
+		}
 		for _, k := range keys {
 			e := classify(k, err)
 			e.Batch = true
@@ -296,6 +308,7 @@ func (s *Source) fetchSecretBatch(ctx context.Context, cl *clients, keys []Key, 
 		}
 		return
 	}
+	s.homeAnswered(cl)
 	pending := make(map[string]Key, len(keys))
 	for _, k := range keys {
 		pending[k.ID] = k

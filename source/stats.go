@@ -44,6 +44,9 @@ const NumClasses = int(ClassTimeout) + 1
 type Stats struct {
 	Calls  [NumAPIs]uint64    // indexed by API
 	Errors [NumClasses]uint64 // indexed by Class
+	// Failovers counts the secrets asked of the failover region's replicas
+	// because the home region failed.
+	Failovers uint64
 }
 
 // TotalCalls is the sum of Calls.
@@ -66,8 +69,9 @@ func (s Stats) TotalErrors() uint64 {
 
 // counters are Stats as it is being counted.
 type counters struct {
-	calls  [NumAPIs]atomic.Uint64
-	errors [NumClasses]atomic.Uint64
+	calls     [NumAPIs]atomic.Uint64
+	errors    [NumClasses]atomic.Uint64
+	failovers atomic.Uint64
 }
 
 // record counts one call of api that ended with err.
@@ -89,5 +93,6 @@ func (s *Source) Stats() Stats {
 	for i := range out.Errors {
 		out.Errors[i] = s.stats.errors[i].Load()
 	}
+	out.Failovers = s.stats.failovers.Load()
 	return out
 }

@@ -109,6 +109,7 @@ type AWS struct {
 	params   map[string][]*paramVersion // version history by parameter name, oldest first
 	faultSeq int
 	only     map[string]string // secret or parameter name -> the one role that may read it
+	aliases  map[string]string // replica ARN as shown -> the ARN kumo made (Replicate)
 }
 
 // Start starts an AWS for a test and closes it when the test ends.
@@ -160,14 +161,15 @@ func (w *world) newRegion(name, ns string) *AWS {
 			SessionToken:    testSessionToken,
 			Source:          "awstest",
 		},
-		world:  w,
-		region: name,
-		ns:     ns,
-		verify: true,
-		calls:  map[string]int{},
-		items:  map[string]int{},
-		params: map[string][]*paramVersion{},
-		only:   map[string]string{},
+		world:   w,
+		region:  name,
+		ns:      ns,
+		verify:  true,
+		calls:   map[string]int{},
+		items:   map[string]int{},
+		params:  map[string][]*paramVersion{},
+		only:    map[string]string{},
+		aliases: map[string]string{},
 	}
 	w.mu.Lock()
 	w.regions[name] = a

@@ -276,7 +276,7 @@ func (a *AWS) toKumo(op string, body []byte) ([]byte, error) {
 func (a *AWS) kumoName(secret bool, name string) string {
 	if secret {
 		if strings.HasPrefix(name, "arn:") {
-			k, own := a.arnToKumo("secretsmanager", name)
+			k, own := a.arnToKumo("secretsmanager", a.unalias(name))
 			if prefix, rest, ok := strings.Cut(k, ":secret:"); ok {
 				if !own {
 					return prefix + ":secret:" + a.elsewhere() + "/" + rest
@@ -299,7 +299,7 @@ func (a *AWS) fromKumo(body []byte) []byte {
 	body = a.regionalARNs(body)
 	body = bytes.ReplaceAll(body, []byte("/"+a.ns+"/"), []byte("/"))
 	body = bytes.ReplaceAll(body, []byte(a.ns+"/"), nil)
-	return bytes.ReplaceAll(body, []byte(a.ns+"."), nil)
+	return a.alias(bytes.ReplaceAll(body, []byte(a.ns+"."), nil))
 }
 
 // writeError writes an AWS JSON-protocol error: the code in both the

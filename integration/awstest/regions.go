@@ -1,6 +1,8 @@
 package awstest
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/sivchari/kumo"
 )
 
@@ -149,4 +153,44 @@ func (a *AWS) parameterName(name string) string {
 		return fmt.Sprintf("/%s/%s", "elsewhere", rest)
 	}
 	return "/" + rest
+}
+
+// Replicate makes the secret name of this region a replica in region to,
+// as Secrets Manager's ReplicateSecretToRegions does: the same name, value
+// and ARN but for the region. Later changes are not replicated; write both
+// (UpdateSecret on each) to move them together. It returns the replica's ARN.
+func (a *AWS) Replicate(ctx context.Context, name string, to *AWS) (string, error) {
+	out, err := a.seedSM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &name})
+	if err != nil {
+		return "", fmt.Errorf("awstest: replicate %q: %w", name, err)
+	}
+	got, err := to.seedSM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretString: out.SecretString, SecretBinary: out.SecretBinary})
+	if err != nil {
+		return "", fmt.Errorf("awstest: replicate %q: %w", name, err)
+	}
+	shown := strings.Replace(aws.ToString(out.ARN), ":"+a.region+":", ":"+to.region+":", 1)
+	to.mu.Lock()
+	to.aliases[shown] = aws.ToString(got.ARN)
+	to.mu.Unlock()
+	return shown, nil
+}
+
+// unalias turns an ARN a replica is known by into the one kumo made.
+func (a *AWS) unalias(arn string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if actual, ok := a.aliases[arn]; ok {
+		return actual
+	}
+	return arn
+}
+
+// alias turns the ARNs kumo made for replicas into those they are known by.
+func (a *AWS) alias(body []byte) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for shown, actual := range a.aliases {
+		body = bytes.ReplaceAll(body, []byte(actual), []byte(shown))
+	}
+	return body
 }

@@ -171,3 +171,83 @@ func TestAssumeRoleFailures(t *testing.T) {
 		t.Error("role credentials or a value reached the log")
 	}
 }
+
+// SECRETS_PREFETCH_FAILOVER_REGION: the home region's outage is served from
+// the replicas (marked in the log and with a header naming the region), and
+// the home region answers again once it is back.
+func TestFailoverToReplicaAndBack(t *testing.T) {
+	const west = "us-west-2"
+	var westAWS *awstest.AWS
+	var homeARN, replicaARN string
+	env := map[string]string{"SECRETS_PREFETCH_FAILOVER_REGION": west, "SECRETS_PREFETCH_METRICS": "true"}
+	e := exttest.Start(t, exttest.Setup{
+		Env: env,
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			westAWS = a.AddRegion(west)
+			homeARN = exttest.Must[string](t)(a.PutSecretString(ctx, "app/db", "fval-home"))
+			exttest.Must[string](t)(a.PutSecretString(ctx, "app/api", "fval-api"))
+			for _, n := range []string{"app/db", "app/api"} {
+				arn := exttest.Must[string](t)(a.Replicate(ctx, n, westAWS))
+				if n == "app/db" {
+					replicaARN = arn
+				}
+			}
+			// The replica's value differs, so a read shows which region answered.
+			exttest.Must[string](t)(westAWS.UpdateSecret(ctx, "app/db", "fval-replica"))
+			env["SECRETS_PREFETCH_SECRETS"] = "app/db,app/api," + homeARN
+		},
+	})
+	e.WaitReady(t)
+	if replicaARN != strings.Replace(homeARN, ":us-east-1:", ":"+west+":", 1) {
+		t.Fatalf("replica ARN %s, want the primary's %s in %s", replicaARN, homeARN, west)
+	}
+	read := func(id string) exttest.Response { return e.Get(t, exttest.SecretPath(url.QueryEscape(id))) }
+	for _, id := range []string{"app/db", homeARN} {
+		if r := read(id); exttest.ValueOf(t, r) != "fval-home" || r.Region != "" {
+			t.Errorf("%s before the outage: %v region %q", id, r, r.Region)
+		}
+	}
+
+	// The home region fails (500s); a refresh reads the replicas.
+	remove := e.AWS.Inject(awstest.OpAll, awstest.InternalError())
+	e.Clock.Advance(301 * time.Second)
+	e.Invoke(t)
+	for _, id := range []string{"app/db", homeARN} {
+		r := read(id)
+		if v := exttest.ValueOf(t, r); v != "fval-replica" || r.Region != west || r.XCache != "hit" {
+			t.Errorf("%s in the outage = %q region %q (%s), want the replica's value from %s", id, v, r.Region, r.XCache, west)
+		}
+	}
+	if r := read("app/api"); exttest.ValueOf(t, r) != "fval-api" || r.Region != west {
+		t.Errorf("app/api in the outage: %v region %q", r, r.Region)
+	}
+	if westAWS.Calls(awstest.OpBatchGetSecretValue) != 1 || westAWS.Items(awstest.OpBatchGetSecretValue) != 3 {
+		t.Errorf("replica region: %v, want one batch of the three", westAWS.AllCalls())
+	}
+	if !strings.Contains(e.Out.String(), "reading replicas in the failover region") {
+		t.Error("the failover is not in the log")
+	}
+
+	// Throttling is no outage: no replica is read for it.
+	remove()
+	westAWS.ResetCalls()
+	removeThrottle := e.AWS.Inject(awstest.OpAll, awstest.Throttling())
+	e.Clock.Advance(301 * time.Second)
+	e.Invoke(t)
+	if n := westAWS.Calls(awstest.OpBatchGetSecretValue) + westAWS.Calls(awstest.OpGetSecretValue); n != 0 {
+		t.Errorf("throttled at home: %d calls to the replica region, want none", n)
+	}
+	removeThrottle()
+
+	// Back: the next refresh is answered at home.
+	e.Clock.Advance(301 * time.Second)
+	e.Invoke(t)
+	for _, id := range []string{"app/db", homeARN} {
+		if r := read(id); exttest.ValueOf(t, r) != "fval-home" || r.Region != "" {
+			t.Errorf("%s after recovery: %v region %q", id, r, r.Region)
+		}
+	}
+	if !strings.Contains(e.Out.String(), "home region answers again") {
+		t.Error("the recovery is not in the log")
+	}
+}

@@ -280,6 +280,7 @@ type Response struct {
 	Status      int
 	XCache      string // the X-Cache header: hit, miss or stale
 	Age         string // the Age header
+	Region      string // the X-Secrets-Prefetch-Region header: the failover region that answered
 	ContentType string
 	Body        string
 	Err         error // a transport error: no answer at all
@@ -336,6 +337,7 @@ func (e *Ext) Do(ctx context.Context, method, path string, header ...string) Res
 		Status:      resp.StatusCode,
 		XCache:      resp.Header.Get("X-Cache"),
 		Age:         resp.Header.Get("Age"),
+		Region:      resp.Header.Get(localserver.RegionHeader),
 		ContentType: resp.Header.Get("Content-Type"),
 		Body:        string(b),
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/testfunc"
@@ -61,4 +62,48 @@ func TestE2EReachRegionsAndRole(t *testing.T) {
 	if west.Items(awstest.OpGetSecretValue)+west.Items(awstest.OpBatchGetSecretValue) != 1 || a.RoleSessions(role) != 1 {
 		t.Errorf("us-west-2 answered %v, role sessions %d; want one read there and one session", west.AllCalls(), a.RoleSessions(role))
 	}
+}
+
+// The home region's outage under RIE: the replica in the failover region
+// is served, marked with the region that answered; once the home region
+// answers again, it serves.
+func TestE2EFailoverAndRecovery(t *testing.T) {
+	t.Parallel()
+	requireSupported(t)
+	const west = "us-west-2"
+	a := awstest.Start(t)
+	westAWS := a.AddRegion(west)
+	ctx := t.Context()
+	if _, err := a.PutSecretString(ctx, "app/db", "home-v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Replicate(ctx, "app/db", westAWS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := westAWS.UpdateSecret(ctx, "app/db", "replica-v"); err != nil {
+		t.Fatal(err)
+	}
+	e := Start(t, Options{Env: append(a.Env(),
+		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL=debug",
+		"SECRETS_PREFETCH_SECRETS=app/db", "SECRETS_MANAGER_TTL=1",
+		"SECRETS_PREFETCH_FAILOVER_REGION="+west,
+	)})
+	w := &world{aws: a, env: e}
+	req := testfunc.Request{Secrets: []string{"app/db"}}
+	if r := w.invoke(t, req).Reads[0]; r.Value != "home-v" || r.Region != "" {
+		t.Fatalf("before the outage: %+v", r)
+	}
+	remove := a.Inject(awstest.OpAll, awstest.InternalError())
+	w.invokeUntil(t, req, 20*time.Second, func(resp testfunc.Response) bool {
+		r := resp.Reads[0]
+		if r.Status != 200 {
+			t.Fatalf("in the outage: %+v, want a value", r)
+		}
+		return r.Value == "replica-v" && r.Region == west
+	})
+	remove()
+	w.invokeUntil(t, req, 20*time.Second, func(resp testfunc.Response) bool {
+		r := resp.Reads[0]
+		return r.Status == 200 && r.Value == "home-v" && r.Region == ""
+	})
 }

@@ -32,6 +32,9 @@ type Read struct {
 	Status int    `json:"status"`
 	XCache string `json:"xCache,omitempty"`
 	Age    string `json:"age,omitempty"`
+	// Region is the X-Secrets-Prefetch-Region header: the failover region
+	// whose replica answered.
+	Region string `json:"region,omitempty"`
 	// Value is the secret's SecretString, the parameter's Value, or the raw
 	// body for jsonKey and Paths reads (and for errors).
 	Value          string  `json:"value"`

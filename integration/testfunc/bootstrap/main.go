@@ -155,6 +155,7 @@ func (e *extension) read(path string, value func([]byte) string) testfunc.Read {
 	r.Status = resp.StatusCode
 	r.XCache = resp.Header.Get("X-Cache")
 	r.Age = resp.Header.Get("Age")
+	r.Region = resp.Header.Get("X-Secrets-Prefetch-Region")
 	if resp.StatusCode == http.StatusOK {
 		r.Value = value(body)
 	} else {
