@@ -15,7 +15,10 @@
 //     parameters by ARN;
 //   - STS AssumeRole (query protocol) handing out credentials of their own
 //     per role, and items only one role may read (Only), so a test can tell
-//     which credentials signed a read.
+//     which credentials signed a read;
+//   - tags (CreateSecret's, TagResource, UntagResource) and ListSecrets and
+//     BatchGetSecretValue with Filters (name, tag-key, tag-value, all; by
+//     prefix, "!" negating; paged).
 //
 // The extension under test talks to it with the real AWS SDK v2 clients:
 // both services share one endpoint (URL) and the front routes on X-Amz-Target.
@@ -28,14 +31,14 @@
 // a test process is short.) Hence the front serves only operations whose
 // names it knows how to move: Secrets Manager CreateSecret, GetSecretValue,
 // BatchGetSecretValue, PutSecretValue, UpdateSecret, DescribeSecret,
-// DeleteSecret; SSM PutParameter, GetParameter, GetParameters,
+// DeleteSecret, ListSecrets, TagResource, UntagResource; SSM PutParameter, GetParameter, GetParameters,
 // GetParametersByPath, LabelParameterVersion, DeleteParameter(s). Any other
 // answers UnknownOperationException.
 //
 // What neither kumo nor the front models: one version per staging label
 // (after two updates of a secret kumo has two AWSPREVIOUS versions, so a test
 // that reads AWSPREVIOUS should update a secret only once), parameter
-// policies, tags, and listing (ListSecrets, DescribeParameters).
+// policies and tags, and DescribeParameters.
 package awstest
 
 import (
@@ -108,8 +111,9 @@ type AWS struct {
 	faults   []*fault
 	params   map[string][]*paramVersion // version history by parameter name, oldest first
 	faultSeq int
-	only     map[string]string // secret or parameter name -> the one role that may read it
-	aliases  map[string]string // replica ARN as shown -> the ARN kumo made (Replicate)
+	only     map[string]string            // secret or parameter name -> the one role that may read it
+	aliases  map[string]string            // replica ARN as shown -> the ARN kumo made (Replicate)
+	tags     map[string]map[string]string // secret name -> its tags
 }
 
 // Start starts an AWS for a test and closes it when the test ends.
@@ -170,6 +174,7 @@ func (w *world) newRegion(name, ns string) *AWS {
 		params:  map[string][]*paramVersion{},
 		only:    map[string]string{},
 		aliases: map[string]string{},
+		tags:    map[string]map[string]string{},
 	}
 	w.mu.Lock()
 	w.regions[name] = a

@@ -44,9 +44,9 @@ func TestEnv(t *testing.T) {
 
 func TestUnknownOperation(t *testing.T) {
 	a, sm, _ := start(t)
-	_, err := sm.ListSecrets(t.Context(), &secretsmanager.ListSecretsInput{})
+	_, err := sm.ListSecretVersionIds(t.Context(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String("x")})
 	wantAPIError(t, err, CodeUnknownOperation, 400)
-	if a.Calls("secretsmanager.ListSecrets") != 1 {
-		t.Errorf("Calls(ListSecrets) = %d, want 1", a.Calls("secretsmanager.ListSecrets"))
+	if a.Calls("secretsmanager.ListSecretVersionIds") != 1 {
+		t.Errorf("Calls(ListSecretVersionIds) = %d, want 1", a.Calls("secretsmanager.ListSecretVersionIds"))
 	}
 }

@@ -119,8 +119,14 @@ func (a *AWS) route(ctx context.Context, w http.ResponseWriter, op string, body 
 	switch op {
 	case OpBatchGetSecretValue:
 		a.batchGetSecretValue(ctx, w, body, fx)
+	case "secretsmanager.CreateSecret":
+		a.createSecret(ctx, w, body)
+	case "secretsmanager.TagResource", "secretsmanager.UntagResource":
+		a.tagResource(ctx, w, op, body)
+	case OpListSecrets:
+		a.listSecrets(ctx, w, body)
 
-	case "secretsmanager.CreateSecret", OpGetSecretValue, "secretsmanager.PutSecretValue",
+	case OpGetSecretValue, "secretsmanager.PutSecretValue",
 		"secretsmanager.UpdateSecret", "secretsmanager.DeleteSecret", "secretsmanager.DescribeSecret":
 		a.forward(ctx, w, op, body)
 	case OpGetParameter:

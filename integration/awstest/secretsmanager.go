@@ -32,12 +32,13 @@ type batchError struct {
 // batchGetSecretValue serves BatchGetSecretValue, which kumo lacks, from
 // kumo's GetSecretValue, one id at a time: found secrets in SecretValues,
 // in request order, the others in Errors with the code GetSecretValue gave.
-// Only the SecretIdList form is served; Filters is refused as not
-// implemented here (the extension never lists secrets).
+// Filters are served as ListSecrets applies them (see matches), paged.
 func (a *AWS) batchGetSecretValue(ctx context.Context, w http.ResponseWriter, body []byte, fx effect) {
 	var req struct {
-		SecretIDList []string          `json:"SecretIdList"`
-		Filters      []json.RawMessage `json:"Filters"`
+		SecretIDList []string `json:"SecretIdList"`
+		Filters      []filter `json:"Filters"`
+		MaxResults   int
+		NextToken    string
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, badRequest(codeSerializationFailed, "%v", err))
@@ -48,7 +49,7 @@ func (a *AWS) batchGetSecretValue(ctx context.Context, w http.ResponseWriter, bo
 		writeError(w, badRequest(codeInvalidParameter, "Either 'SecretIdList' or 'Filters' must be provided, but not both."))
 		return
 	case len(req.Filters) > 0:
-		writeError(w, badRequest(codeNotImplementedHere, "awstest: BatchGetSecretValue with Filters is not served by the test front"))
+		a.batchGetFiltered(ctx, w, req.Filters, req.MaxResults, req.NextToken, fx)
 		return
 	case len(req.SecretIDList) == 0:
 		writeError(w, badRequest(codeInvalidParameter, "Either 'SecretIdList' or 'Filters' must be provided."))
@@ -59,11 +60,37 @@ func (a *AWS) batchGetSecretValue(ctx context.Context, w http.ResponseWriter, bo
 		return
 	}
 
+	a.batchAnswer(ctx, w, req.SecretIDList, "", fx)
+}
+
+// batchGetFiltered serves BatchGetSecretValue with Filters: the secrets
+// ListSecrets would list, a page (at most 20) at a time.
+func (a *AWS) batchGetFiltered(ctx context.Context, w http.ResponseWriter, filters []filter, maxResults int, token string, fx effect) {
+	all, e := a.selectSecrets(ctx, filters)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	list, next, e := page(all, token, maxResults, maxBatchSecrets)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	ids := make([]string, len(list))
+	for i, s := range list {
+		ids[i] = s.Name
+	}
+	a.batchAnswer(ctx, w, ids, next, fx)
+}
+
+// batchAnswer answers a BatchGetSecretValue for ids.
+func (a *AWS) batchAnswer(ctx context.Context, w http.ResponseWriter, ids []string, next string, fx effect) {
 	out := struct {
 		SecretValues []secretValue `json:"SecretValues"`
 		Errors       []batchError  `json:"Errors"`
-	}{SecretValues: []secretValue{}, Errors: []batchError{}}
-	for _, id := range req.SecretIDList {
+		NextToken    string        `json:"NextToken,omitempty"`
+	}{SecretValues: []secretValue{}, Errors: []batchError{}, NextToken: next}
+	for _, id := range ids {
 		if fx.failItems[id] {
 			code := fx.failCode
 			if code == "" {
