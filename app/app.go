@@ -173,8 +173,10 @@ type extension struct {
 	files  *zerocode.Files // SECRETS_PREFETCH_FILES
 	// fetcher is what the cache fetches with; metrics reads its Stats.
 	fetcher cache.Fetcher
-	metrics *emf // nil unless SECRETS_PREFETCH_METRICS=true
-	ready   atomic.Bool
+	// listings lists paths and selections again as they fall due.
+	listings *listings
+	metrics  *emf // nil unless SECRETS_PREFETCH_METRICS=true
+	ready    atomic.Bool
 }
 
 // newExtension builds the extension around AWS: the source's clients reach
@@ -251,19 +253,24 @@ func reachClients(awsCfg aws.Config, ep awsapi.Endpoints) source.ClientFactory {
 func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache) http.Handler) *extension {
 
 	e := &extension{cfg: cfg, log: log, fetcher: f}
+	if now == nil {
+		now = time.Now
+	}
+	static := listed(cfg)
+	e.listings = newListings(cfg, f, static, now)
 	secretsTTL, paramsTTL := cfg.SecretsTTL, cfg.ParametersTTL
 	if !cfg.CacheEnabled {
 		secretsTTL, paramsTTL = 0, 0
 	}
 	e.cache = cache.New(cache.Options{
-		Fetcher:           f,
+		Fetcher:           recorder{Fetcher: f, l: e.listings},
 		SecretsTTL:        secretsTTL,
 		ParametersTTL:     paramsTTL,
 		RefreshAhead:      cfg.RefreshAhead,
 		StaleIfError:      cfg.StaleIfError,
 		Size:              cfg.CacheSize,
 		Lazy:              cfg.Lazy,
-		Listed:            listed(cfg),
+		Listed:            func(k source.Key) bool { return static(k) || e.listings.isMember(k) },
 		SecretsTimeout:    cfg.SecretsTimeout,
 		ParametersTimeout: cfg.ParamsTimeout,
 		Now:               now,
@@ -272,6 +279,7 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 	if awsAPI != nil {
 		api = awsAPI(e.cache)
 	}
+	e.listings.cache = e.cache
 	e.server = localserver.New(localserver.Options{
 		Cache:   e.cache,
 		AWSAPI:  api,
@@ -364,18 +372,29 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 	// The zero-code mappings' items are prefetched too; their failures are
 	// the mappings' to report, per entry ("?" marks an optional one).
 	mapped := zerocode.Keys(e.cfg.EnvMapping, e.cfg.FileMapping)
-	if len(keys) == 0 && len(paths) == 0 && len(mapped) == 0 {
+	if len(keys) == 0 && len(paths) == 0 && len(mapped) == 0 && len(e.cfg.Selections) == 0 {
 		e.log.Info("nothing to prefetch", "hint", "set "+config.EnvSecrets+" or "+config.EnvParameters)
 		started()
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.InitTimeout)
 	defer cancel()
+	var problems []string
+	if len(e.cfg.Selections) > 0 {
+		// Listed first, so their secrets join the prefetch's batches; reads
+		// wait in the listen backlog meanwhile rather than miss them.
+		members, failed := e.listings.listSelections(pctx)
+		for sel, err := range failed {
+			e.log.Warn("listing a selection failed", "selection", sel, "error", err)
+			problems = append(problems, fmt.Sprintf("selection %s (%s)", sel, errCode(err)))
+		}
+		e.log.Info("selections listed", "secrets", len(members))
+		keys = append(keys, members...)
+	}
 	pf := e.cache.StartPrefetch(pctx, slices.Concat(keys, mapped), paths)
 	started()
 	rep := pf.Wait()
 
-	var problems []string
 	for _, k := range keys {
 		if err, ok := rep.Failed[k]; ok {
 			e.log.Warn("prefetch failed", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)
@@ -490,6 +509,15 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 	}
 	rctx, cancel := context.WithDeadlineCause(ctx, deadline, cause)
 	defer cancel()
+	// Paths and selections first: what they bring is fresh, and what they
+	// drop is not refreshed for nothing.
+	lrep := e.listings.refreshDue(rctx)
+	if lrep.Listed > 0 {
+		e.log.Debug("listed again", "requestId", ev.RequestID, "listings", lrep.Listed, "joined", lrep.Joined, "left", lrep.Left)
+	}
+	for name, err := range lrep.Errors {
+		e.log.Warn("listing again failed; its items stay as they were", "listing", name, "error", err)
+	}
 	rep := e.cache.RefreshDue(rctx)
 	if rep.Due > 0 {
 		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "deferred", rep.Deferred, "duration_ms", time.Since(start).Milliseconds())
@@ -500,7 +528,7 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 	for k, err := range rep.Errors {
 		e.log.Warn("refresh failed; the cached value is served within the stale bound", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)
 	}
-	if rep.Due > 0 {
+	if rep.Due > 0 || lrep.Joined+lrep.Left > 0 {
 		// Rewrites the files whose values changed; a failure is logged and
 		// the file keeps its last value.
 		e.files.Write(rctx)

@@ -65,6 +65,13 @@ func (p Path) Matches(name string) bool {
 	return names.UnderPath(name, p.Prefix, p.Recursive)
 }
 
+// Selection is a SECRETS_PREFETCH_SECRETS entry that picks secrets: by a
+// tag (tag:KEY=VALUE) or by the beginning of their names (prefix:NAME).
+type Selection struct {
+	TagKey, TagValue string
+	Prefix           string
+}
+
 // Config is the extension's validated configuration.
 type Config struct {
 	HTTPPort       int           // 1..65535, default 2773
@@ -95,6 +102,10 @@ type Config struct {
 	// for 160 parameters and 320 secrets). It adapts to throttling.
 	Concurrency int
 	MaxRoles    int // 1..1000, default 20: roles reads may name
+	// Selections are the SECRETS_PREFETCH_SECRETS entries tag:KEY=VALUE
+	// and prefix:NAME: secrets picked by tag or name, listed again at each
+	// refresh.
+	Selections []Selection
 	// FailoverRegion holds replicas of the home region's secrets; "" = none.
 	FailoverRegion string
 

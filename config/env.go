@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.ParametersTTL = p.seconds(EnvParametersTTL, 0, 86400, d.ParametersTTL)
 	c.SecretsTimeout = p.millis(EnvSecretsTimeout, 0, 300000, d.SecretsTimeout)
 	c.ParamsTimeout = p.millis(EnvParamsTimeout, 0, 300000, d.ParamsTimeout)
-	c.Secrets = p.secrets(EnvSecrets)
+	c.Secrets, c.Selections = p.secrets(EnvSecrets)
 	c.Parameters, c.ParameterPaths = p.parameters(EnvParameters)
 	c.Required = p.boolean(EnvRequired, d.Required)
 	c.InitTimeout = p.millis(EnvInitTimeout, 1, 900000, d.InitTimeout)
@@ -398,16 +399,49 @@ func (p *parser) checkRoleCount(maxRoles int, lists ...[]string) {
 	}
 }
 
-func (p *parser) secrets(name string) []string {
+const wantSelection = `tag:KEY=VALUE (a tag key without "=" and a value, each of printable characters) or prefix:NAME, without a role`
+
+// selection parses a tag:KEY=VALUE or prefix:NAME entry; ok is false when
+// elem is neither form (a name or ARN: neither has ':' in that place).
+func (p *parser) selection(name string, index int, elem string) (sel Selection, isSel bool) {
+	if rest, ok := strings.CutPrefix(elem, "prefix:"); ok {
+		if rest == "" || strings.Contains(rest, roleSeparator) || !names.Printable(rest) {
+			p.fail(name, elem, index, wantSelection)
+			return Selection{}, true
+		}
+		return Selection{Prefix: rest}, true
+	}
+	if rest, ok := strings.CutPrefix(elem, "tag:"); ok {
+		k, v, ok := strings.Cut(rest, "=")
+		if !ok || k == "" || v == "" || len(k) > 128 || len(v) > 256 || strings.Contains(rest, roleSeparator) || !names.Printable(rest) {
+			p.fail(name, elem, index, wantSelection)
+			return Selection{}, true
+		}
+		return Selection{TagKey: k, TagValue: v}, true
+	}
+	return Selection{}, false
+}
+
+func (p *parser) secrets(name string) ([]string, []Selection) {
 	var out []string
+	var sels []Selection
 	seen := map[string]bool{}
 	p.list(name, func(index int, elem string) {
-		if p.checkName(name, index, elem) && p.checkRole(name, index, elem) && !seen[elem] {
+		if !p.checkName(name, index, elem) {
+			return
+		}
+		if sel, ok := p.selection(name, index, elem); ok {
+			if sel != (Selection{}) && !slices.Contains(sels, sel) {
+				sels = append(sels, sel)
+			}
+			return
+		}
+		if p.checkRole(name, index, elem) && !seen[elem] {
 			seen[elem] = true
 			out = append(out, elem)
 		}
 	})
-	return out
+	return out, sels
 }
 
 // badSelector reports whether a parameter entry's selector (after ':') is

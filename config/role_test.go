@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,4 +116,56 @@ func TestFailoverRegion(t *testing.T) {
 			t.Errorf("%q: %q, %v; want %q", tc.v, c.FailoverRegion, err, tc.want)
 		}
 	}
+}
+
+func TestSelectionEntries(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{EnvSessionToken: testToken,
+		EnvSecrets: "app/db, tag:team=payments, prefix:app/, tag:a:b/c=d=e f, tag:team=payments, arn:aws:secretsmanager:eu-west-1:123456789012:secret:tag-AbCdEf"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Selection{{TagKey: "team", TagValue: "payments"}, {Prefix: "app/"}, {TagKey: "a:b/c", TagValue: "d=e f"}}
+	if !slices.Equal(c.Selections, want) || !slices.Equal(c.Secrets, []string{"app/db", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tag-AbCdEf"}) {
+		t.Errorf("selections %+v, secrets %q", c.Selections, c.Secrets)
+	}
+	for _, bad := range []string{"tag:", "tag:team", "tag:=x", "tag:team=", "prefix:", "tag:team=x|" + roleA, "prefix:app/|" + roleA} {
+		_, err := FromEnv(env(map[string]string{EnvSessionToken: testToken, EnvSecrets: bad}))
+		ves := VarErrors(err)
+		if len(ves) != 1 || ves[0].Name != EnvSecrets || !strings.Contains(ves[0].Want, "tag:KEY=VALUE") {
+			t.Errorf("%q: %v, want an error showing the selection syntax", bad, err)
+		}
+	}
+}
+
+// FuzzSelectionEntry checks that an accepted selection is exactly what the
+// entry said.
+func FuzzSelectionEntry(f *testing.F) {
+	for _, s := range []string{"tag:env=prod", "tag:a=b=c", "prefix:app/", "tag:=", "prefix:", "tag:k=v|x", "tag:k:=v"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		c, err := FromEnv(env(map[string]string{EnvSessionToken: testToken, EnvSecrets: entry}))
+		if err != nil {
+			return
+		}
+		for _, sel := range c.Selections {
+			var back string
+			switch {
+			case sel.Prefix != "" && sel.TagKey == "" && sel.TagValue == "":
+				back = "prefix:" + sel.Prefix
+			case sel.Prefix == "" && sel.TagKey != "" && sel.TagValue != "" && !strings.Contains(sel.TagKey, "="):
+				back = "tag:" + sel.TagKey + "=" + sel.TagValue
+			default:
+				t.Fatalf("%q gave %+v", entry, sel)
+			}
+			if !strings.Contains(entry, back) || strings.Contains(back, "|") || strings.Contains(back, ",") {
+				t.Fatalf("%q gave %+v", entry, sel)
+			}
+		}
+		for _, s := range c.Secrets {
+			if strings.HasPrefix(s, "tag:") || strings.HasPrefix(s, "prefix:") {
+				t.Fatalf("%q kept %q as a name", entry, s)
+			}
+		}
+	})
 }

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -333,5 +335,64 @@ func TestReplicaID(t *testing.T) {
 		if got := replicaID(id, "us-west-2"); got != want {
 			t.Errorf("replicaID(%q) = %q, want %q", id, got, want)
 		}
+	}
+}
+
+// listingSM is a Secrets Manager client that lists a fixed set of secrets,
+// two a page, applying no filter (the source must check every entry).
+type listingSM struct {
+	fakeSM
+	entries []smtypes.SecretListEntry
+	pages   int
+	filters [][]smtypes.Filter
+}
+
+func (l *listingSM) ListSecrets(_ context.Context, in *secretsmanager.ListSecretsInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pages++
+	l.filters = append(l.filters, in.Filters)
+	start := 0
+	if in.NextToken != nil {
+		fmt.Sscan(*in.NextToken, &start)
+	}
+	end := min(start+2, len(l.entries))
+	out := &secretsmanager.ListSecretsOutput{SecretList: l.entries[start:end]}
+	if end < len(l.entries) {
+		out.NextToken = aws.String(fmt.Sprint(end))
+	}
+	return out, nil
+}
+
+func TestListSelection(t *testing.T) {
+	entry := func(name string, tags ...string) smtypes.SecretListEntry {
+		e := smtypes.SecretListEntry{Name: aws.String(name)}
+		for i := 0; i+1 < len(tags); i += 2 {
+			e.Tags = append(e.Tags, smtypes.Tag{Key: aws.String(tags[i]), Value: aws.String(tags[i+1])})
+		}
+		return e
+	}
+	sm := &listingSM{entries: []smtypes.SecretListEntry{
+		entry("a", "team", "pay"), entry("b", "team", "payments"), entry("c", "teams", "pay"),
+		entry("d", "x", "1", "team", "pay"), entry("app/e"), entry("apps/f", "team", "x"), entry("", "team", "pay"),
+	}}
+	s := New(Options{SecretsManager: sm, SSM: &fakeSSM{}})
+	names, err := s.ListSelection(context.Background(), Selection{TagKey: "team", TagValue: "pay"})
+	if err != nil || !slices.Equal(names, []string{"a", "d"}) {
+		t.Errorf("tag:team=pay = %q, %v; want exactly a and d", names, err)
+	}
+	if sm.pages != 4 || s.Stats().Calls[APIListSecrets] != 4 {
+		t.Errorf("pages %d, ListSecrets calls %d; want 4 (two entries a page)", sm.pages, s.Stats().Calls[APIListSecrets])
+	}
+	if f := sm.filters[0]; len(f) != 2 || f[0].Key != smtypes.FilterNameStringTypeTagKey || f[0].Values[0] != "team" || f[1].Values[0] != "pay" {
+		t.Errorf("filters %+v, want tag-key team and tag-value pay", f)
+	}
+	names, err = s.ListSelection(context.Background(), Selection{Prefix: "app/"})
+	if err != nil || !slices.Equal(names, []string{"app/e"}) {
+		t.Errorf("prefix:app/ = %q, %v", names, err)
+	}
+	// A client that can't list.
+	if _, err := New(Options{SecretsManager: &fakeSM{}, SSM: &fakeSSM{}}).ListSelection(context.Background(), Selection{Prefix: "x"}); err == nil {
+		t.Error("listing with a client without ListSecrets succeeded")
 	}
 }

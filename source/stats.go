@@ -15,18 +15,19 @@ const (
 	APIGetParameter
 	APIGetParameters
 	APIGetParametersByPath
+	APIListSecrets
 
-	NumAPIs = int(APIGetParametersByPath) + 1
+	NumAPIs = int(APIListSecrets) + 1
 )
 
-var apiNames = [NumAPIs]string{"GetSecretValue", "BatchGetSecretValue", "GetParameter", "GetParameters", "GetParametersByPath"}
+var apiNames = [NumAPIs]string{"GetSecretValue", "BatchGetSecretValue", "GetParameter", "GetParameters", "GetParametersByPath", "ListSecrets"}
 
 // String returns the operation's AWS name, e.g. "GetSecretValue".
 func (a API) String() string { return apiNames[a] }
 
 // Service returns the service the operation belongs to.
 func (a API) Service() Service {
-	if a <= APIBatchGetSecretValue {
+	if a <= APIBatchGetSecretValue || a == APIListSecrets {
 		return SecretsManager
 	}
 	return ParameterStore

@@ -2,6 +2,8 @@ package extension_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"testing"
@@ -249,5 +251,95 @@ func TestFailoverToReplicaAndBack(t *testing.T) {
 	}
 	if !strings.Contains(e.Out.String(), "home region answers again") {
 		t.Error("the recovery is not in the log")
+	}
+}
+
+// tag:KEY=VALUE and prefix:NAME select secrets; each refresh lists them
+// again, so newly tagged secrets join and untagged ones leave. A path
+// listed again finds parameters added and deleted after Init.
+func TestSelectionsAndPathsFollowAWS(t *testing.T) {
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
+			"SECRETS_PREFETCH_SECRETS":    "tag:team=payments,prefix:shared/",
+			"SECRETS_PREFETCH_PARAMETERS": "/svc/*",
+			"SECRETS_PREFETCH_LAZY":       "false", // so a read shows what is selected
+			"SECRETS_PREFETCH_REQUIRED":   "true",
+		},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			for i := range 30 {
+				n := fmt.Sprintf("pay/s%02d", i)
+				exttest.Must[string](t)(a.PutSecretString(ctx, n, "sval-"+n))
+				if err := a.TagSecret(ctx, n, map[string]string{"team": "payments"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// AWS's filters match by prefix: these are not in the selection.
+			exttest.Must[string](t)(a.PutSecretString(ctx, "near-miss", "sval-near"))
+			if err := a.TagSecret(ctx, "near-miss", map[string]string{"teams": "payments-eu"}); err != nil {
+				t.Fatal(err)
+			}
+			exttest.Must[string](t)(a.PutSecretString(ctx, "shared/a", "sval-shared"))
+			exttest.Must[int64](t)(a.PutParameter(ctx, "/svc/one", "p1", "String"))
+		},
+	})
+	e.WaitReady(t)
+	a := e.AWS
+	read := func(id string) exttest.Response { return e.Get(t, exttest.SecretPath(url.QueryEscape(id))) }
+	for _, id := range []string{"pay/s00", "pay/s29", "shared/a"} {
+		if r := read(id); exttest.ValueOf(t, r) != "sval-"+id && id != "shared/a" || r.XCache != "hit" {
+			t.Errorf("%s = %v, want prefetched", id, r)
+		}
+	}
+	if r := read("near-miss"); r.Status != 404 || r.Code() != "NotConfigured" {
+		t.Errorf("near-miss = %v, want 404 NotConfigured: not in the selection", r)
+	}
+	// Listing: one ListSecrets per selection; values: 31 secrets in batches of 20.
+	if a.Calls(awstest.OpListSecrets) != 2 || a.Calls(awstest.OpBatchGetSecretValue) != 2 || a.Items(awstest.OpBatchGetSecretValue) != 31 {
+		t.Errorf("Init calls = %v, want 2 ListSecrets and 2 batches of 31 ids", a.AllCalls())
+	}
+
+	// A secret gains the tag, another loses it, a parameter is added.
+	ctx := t.Context()
+	exttest.Must[string](t)(a.PutSecretString(ctx, "pay/new", "sval-pay/new"))
+	if err := a.TagSecret(ctx, "pay/new", map[string]string{"team": "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.UntagSecret(ctx, "pay/s00", "team"); err != nil {
+		t.Fatal(err)
+	}
+	exttest.Must[int64](t)(a.PutParameter(ctx, "/svc/two", "p2", "String"))
+	a.ResetCalls()
+	e.Clock.Advance(301 * time.Second)
+	e.Invoke(t)
+
+	if r := read("pay/new"); exttest.ValueOf(t, r) != "sval-pay/new" || r.XCache != "hit" {
+		t.Errorf("newly tagged = %v, want it fetched at the refresh", r)
+	}
+	if r := read("pay/s00"); r.Status != 404 {
+		t.Errorf("untagged = %v, want it gone (404)", r)
+	}
+	if r := e.Get(t, exttest.ParamPath("/svc/two")); exttest.ValueOf(t, r) != "p2" || r.XCache != "hit" {
+		t.Errorf("/svc/two added after Init = %v, want found by the path's refresh", r)
+	}
+	// Per refresh: one ListSecrets per selection, the members' values in
+	// batches of 20 (29 old + 1 shared/a, the new one fetched on joining),
+	// one GetParametersByPath.
+	t.Logf("AWS calls of the refresh: %v (ids in batches: %d)", a.AllCalls(), a.Items(awstest.OpBatchGetSecretValue))
+	want := map[string]int{awstest.OpListSecrets: 2, awstest.OpBatchGetSecretValue: 2, awstest.OpGetSecretValue: 1, awstest.OpGetParametersByPath: 1}
+	if got := a.AllCalls(); !maps.Equal(got, want) || a.Items(awstest.OpBatchGetSecretValue) != 30 {
+		t.Errorf("refresh calls = %v (%d ids in batches), want %v (30 ids)", got, a.Items(awstest.OpBatchGetSecretValue), want)
+	}
+
+	// A parameter deleted leaves at the next refresh.
+	if err := a.DeleteParameter(ctx, "/svc/one"); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(301 * time.Second)
+	e.Invoke(t)
+	if r := e.Get(t, exttest.ParamPath("/svc/one")); r.Status != 404 {
+		t.Errorf("/svc/one deleted = %v, want 404", r)
+	}
+	if strings.Contains(e.Out.String(), "sval-") {
+		t.Error("a value reached the log")
 	}
 }

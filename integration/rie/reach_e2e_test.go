@@ -107,3 +107,50 @@ func TestE2EFailoverAndRecovery(t *testing.T) {
 		return r.Status == 200 && r.Value == "home-v" && r.Region == ""
 	})
 }
+
+// Under RIE: a tag selection gains and loses members across refreshes, and
+// a prefetched path gains a parameter added after Init.
+func TestE2ESelectionAndPathDiscovery(t *testing.T) {
+	t.Parallel()
+	requireSupported(t)
+	a := awstest.Start(t)
+	ctx := t.Context()
+	for _, n := range []string{"pay/a", "pay/b"} {
+		if _, err := a.PutSecretString(ctx, n, "v-"+n); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.TagSecret(ctx, n, map[string]string{"team": "payments"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.PutSecretString(ctx, "pay/c", "v-pay/c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutParameter(ctx, "/svc/one", "p1", "String"); err != nil {
+		t.Fatal(err)
+	}
+	e := Start(t, Options{Env: append(a.Env(),
+		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL=debug",
+		"SECRETS_PREFETCH_SECRETS=tag:team=payments", "SECRETS_PREFETCH_PARAMETERS=/svc/*",
+		"SECRETS_MANAGER_TTL=1", "SSM_PARAMETER_STORE_TTL=1", "SECRETS_PREFETCH_LAZY=false",
+	)})
+	w := &world{aws: a, env: e}
+	req := testfunc.Request{Secrets: []string{"pay/a", "pay/b", "pay/c"}, Parameters: []string{"/svc/two"}}
+	r := w.invoke(t, req)
+	if r.Reads[0].Value != "v-pay/a" || r.Reads[1].Value != "v-pay/b" || r.Reads[2].Status != 404 || r.Reads[3].Status != 200 && r.Reads[3].Status != 404 {
+		t.Fatalf("at the start: %+v", r.Reads)
+	}
+	if err := a.TagSecret(ctx, "pay/c", map[string]string{"team": "payments"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.UntagSecret(ctx, "pay/a", "team"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutParameter(ctx, "/svc/two", "p2", "String"); err != nil {
+		t.Fatal(err)
+	}
+	w.invokeUntil(t, req, 20*time.Second, func(resp testfunc.Response) bool {
+		r := resp.Reads
+		return r[0].Status == 404 && r[1].Value == "v-pay/b" && r[2].Value == "v-pay/c" && r[2].XCache == "hit" && r[3].Value == "p2"
+	})
+}

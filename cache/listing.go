@@ -1,0 +1,19 @@
+package cache
+
+import "github.com/secrets-prefetch/secrets-prefetch/source"
+
+// StoreFound stores an item a listing found (a parameter path or a secret
+// selection listed again), as a fetch of its key would.
+func (c *Cache) StoreFound(k source.Key, item *source.Item) {
+	c.storePathItem(k, item)
+}
+
+// Forget drops the entry of k, which a listing no longer finds (a parameter
+// deleted under a path, a secret that lost its tag). Its value is not
+// wiped: a response being written may still hold it; it goes with the
+// garbage. A fetch of k in flight finishes for its waiters.
+func (c *Cache) Forget(k source.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}
