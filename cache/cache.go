@@ -4,6 +4,7 @@
 package cache
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -33,10 +34,12 @@ type Options struct {
 	// StaleIfError is how long past its TTL a value may still be served
 	// while fetching it again fails.
 	StaleIfError time.Duration
-	// Size bounds the number of entries. Entries without a value go first,
-	// then the least recently read; a read of an unlisted key never evicts a
-	// listed one (so a flood of made-up names can't push out the
-	// configured items).
+	// Size bounds the number of entries. The configured ones (the keys
+	// given to a prefetch, the parameters found under its paths, and keys
+	// Listed accepts once they hold a value) are never evicted, even past
+	// Size: a flood of made-up names or a large path can't push them out.
+	// Of the others, entries without a value go first, then the least
+	// recently read; eviction costs O(1).
 	Size int
 	// MaxLazyFetches bounds the fetches of unlisted keys that reads have
 	// started and that are still in flight (default 256): readers may give
@@ -104,8 +107,13 @@ type Stats struct {
 type Cache struct {
 	opts Options
 
-	mu     sync.Mutex // protects m, paths, closed, lazy, dueAt and every entry's fields
+	mu     sync.Mutex // protects m, paths, closed, lazy, dueAt, the lists and every entry's fields
 	m      map[source.Key]*entry
+	// empty and valued hold the entries eviction may take, most recently
+	// read first: those without a value, and those with one. Configured
+	// entries and those with a fetch in flight are in neither (see place).
+	empty, valued list.List
+	configured    int // entries with configured set
 	paths  []*pathFetch // path prefetches in flight
 	closed bool
 	lazy   int // read-started fetches of unlisted keys in flight
@@ -127,8 +135,12 @@ type entry struct {
 	failures  int       // consecutive failed fetches
 	retryAt   time.Time // no new fetch after a failure before this (backoff)
 	call      *call     // the fetch in flight, if any
-	used      time.Time // last read, for eviction
-	listed    bool      // Listed(key): not evicted for an unlisted one
+	listed    bool      // protected(key): not counted against MaxLazyFetches
+	// configured marks an entry the configuration names (a prefetched key
+	// or a parameter found under a prefetched path): never evicted.
+	configured bool
+	elem       *list.Element // in Cache.empty or Cache.valued, or nil
+	in         *list.List    // the list elem is in
 }
 
 // call is one in-flight fetch of an entry; done is closed when it finished,
@@ -294,7 +306,7 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			}
 			e = c.insert(key, now)
 		}
-		e.used = now
+		c.touch(e)
 		cl := e.call
 		switch {
 		case c.fresh(e, now) && !refreshNow:
@@ -313,7 +325,7 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			return r, err
 		case !e.listed && c.lazy >= c.opts.MaxLazyFetches:
 			if e.item == nil && e.err == nil {
-				delete(c.m, key) // inserted just now
+				c.remove(e) // inserted just now
 			}
 			c.mu.Unlock()
 			c.errs.Add(1)
@@ -396,7 +408,7 @@ func (c *Cache) plaintextAlias(key source.Key, now time.Time) (Result, bool) {
 	if e == nil || e.item == nil || e.item.Secure || !c.fresh(e, now) {
 		return Result{}, false
 	}
-	e.used = now
+	c.touch(e)
 	return c.result(e, Hit, now), true
 }
 
@@ -433,53 +445,96 @@ func (c *Cache) pendingPath(key source.Key) *pathFetch {
 	return nil
 }
 
-// insert adds an empty entry for key, evicting idle entries while the cache
-// is full: those without a value first, then the least recently read; for an
-// unlisted key, never a listed one. (Entries with a fetch in flight stay, and
-// so may listed ones, pushing the cache past Size.) Requires mu.
+// insert adds an empty entry for key, evicting while the cache is full: an
+// entry without a value first, then the least recently read one with a
+// value; never a configured entry or one with a fetch in flight, so those
+// may push the cache past Size. Requires mu.
 func (c *Cache) insert(key source.Key, now time.Time) *entry {
-	listed := c.protected(key)
 	for len(c.m) >= c.opts.Size {
-		var victim *entry
-		for _, e := range c.m {
-			if e.call != nil || e.listed && !listed {
-				continue
-			}
-			if victim == nil || evictBefore(e, victim) {
-				victim = e
-			}
+		victim := c.empty.Back()
+		if victim == nil {
+			victim = c.valued.Back()
 		}
 		if victim == nil {
 			break
 		}
-		delete(c.m, victim.key)
+		c.remove(victim.Value.(*entry))
 	}
-	e := &entry{key: key, used: now, listed: listed}
+	e := &entry{key: key, listed: c.protected(key)}
 	c.m[key] = e
+	c.place(e)
 	return e
 }
 
-// protected reports whether key is a configured item itself (not another
-// version of one): never evicted for an unlisted key, and not counted
-// against MaxLazyFetches. Requires nothing.
-func (c *Cache) protected(key source.Key) bool {
-	return key.Plain() && c.opts.Listed(key)
+// remove drops e from the cache. Requires mu.
+func (c *Cache) remove(e *entry) {
+	if e.in != nil {
+		e.in.Remove(e.elem)
+		e.elem, e.in = nil, nil
+	}
+	if e.configured {
+		c.configured--
+	}
+	delete(c.m, e.key)
 }
 
-// evictBefore reports whether a should be evicted before b: an entry
-// without a value (a failed or refused lookup) before one with, then the
-// least recently read.
-func evictBefore(a, b *entry) bool {
-	if (a.item == nil) != (b.item == nil) {
-		return a.item == nil
+// configure marks e as one the configuration names: never evicted.
+// Requires mu.
+func (c *Cache) configure(e *entry) {
+	if !e.configured {
+		e.configured = true
+		c.configured++
+		c.place(e)
 	}
-	return a.used.Before(b.used)
+}
+
+// place puts e where its state says, at the front (most recently used) of
+// its list: in none while configured (or listed with a value) or while a
+// fetch is in flight, else in empty or valued. Call it after any change to
+// those. Requires mu.
+func (c *Cache) place(e *entry) {
+	var l *list.List
+	switch {
+	case e.call != nil || e.configured || e.listed && e.item != nil:
+	case e.item == nil:
+		l = &c.empty
+	default:
+		l = &c.valued
+	}
+	if e.in == l {
+		if l != nil {
+			l.MoveToFront(e.elem)
+		}
+		return
+	}
+	if e.in != nil {
+		e.in.Remove(e.elem)
+		e.elem, e.in = nil, nil
+	}
+	if l != nil {
+		e.elem, e.in = l.PushFront(e), l
+	}
+}
+
+// touch records a read of e for eviction. Requires mu.
+func (c *Cache) touch(e *entry) {
+	if e.in != nil {
+		e.in.MoveToFront(e.elem)
+	}
+}
+
+// protected reports whether key is a configured item itself (not another
+// version of one): not counted against MaxLazyFetches, and never evicted
+// once it holds a value. Requires nothing.
+func (c *Cache) protected(key source.Key) bool {
+	return key.Plain() && c.opts.Listed(key)
 }
 
 // start marks a fetch of e in flight. Requires mu.
 func (c *Cache) start(e *entry, refresh bool) *call {
 	cl := &call{e: e, done: make(chan struct{}), refresh: refresh}
 	e.call = cl
+	c.place(e)
 	return cl
 }
 
@@ -505,6 +560,7 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 	if err != nil && !errors.As(err, &serr) {
 		serr = &source.Error{Class: source.ClassOther, Code: "UpstreamError", Message: "fetch failed", Key: e.key, Err: err}
 	}
+	serr = lean(serr)
 	now := c.opts.Now()
 	c.mu.Lock()
 	if c.closed && serr == nil {
@@ -541,9 +597,23 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 	if e.call == cl {
 		e.call = nil
 	}
+	if !c.closed {
+		c.place(e)
+	}
 	c.mu.Unlock()
 	close(cl.done)
 	return serr
+}
+
+// lean returns a copy of err with only what an answer needs (class, code,
+// message, key): not the error it wraps, which for an AWS error holds the
+// SDK's response and signed request, several kilobytes a cached failure
+// would otherwise keep. ErrClosed, ours, stays for errors.Is.
+func lean(err *source.Error) *source.Error {
+	if err == nil || err.Err == nil || errors.Is(err.Err, ErrClosed) {
+		return err
+	}
+	return &source.Error{Class: err.Class, Code: err.Code, Message: err.Message, Key: err.Key, Batch: err.Batch}
 }
 
 // store records a fetched value. Requires mu.
@@ -554,6 +624,7 @@ func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
 	// Up to 10% earlier, so a fleet started together spreads its refreshes.
 	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
 	c.dueAt = earliest(c.dueAt, e.refreshAt)
+	c.place(e)
 }
 
 // backoff is the pause after the n-th consecutive failure: exponential from

@@ -22,7 +22,12 @@ type PrefetchReport struct {
 	Failed   map[source.Key]*source.Error // listed keys that could not be fetched
 	Paths    map[Path]int                 // parameters found under each path
 	PathErrs map[Path]error               // paths whose listing failed
-	Duration time.Duration
+	// Configured is how many entries the configuration names once the
+	// prefetch is done: its keys and the parameters found under its paths,
+	// each once. They are never evicted, so past Options.Size the cache
+	// holds more than Size entries.
+	Configured int
+	Duration   time.Duration
 }
 
 // Prefetch fetches keys and paths into the cache, batched and in parallel,
@@ -69,6 +74,7 @@ func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Pa
 		if e == nil {
 			e = c.insert(k, start)
 		}
+		c.configure(e)
 		if calls[k] != nil || joined[k] != nil {
 			continue
 		}
@@ -145,6 +151,9 @@ func (p *Prefetching) Wait() PrefetchReport {
 			rep.Fetched++
 		}
 	}
+	p.c.mu.Lock()
+	rep.Configured = p.c.configured
+	p.c.mu.Unlock()
 	rep.Duration = p.c.opts.Now().Sub(p.start)
 	return rep
 }
@@ -164,6 +173,7 @@ func (c *Cache) storePathItem(k source.Key, item *source.Item) {
 	if e == nil {
 		e = c.insert(k, now)
 	}
+	c.configure(e) // a member of a configured path
 	c.store(e, item, now)
 }
 
@@ -286,8 +296,12 @@ func (c *Cache) Wipe() {
 			e.item.Wipe()
 			e.item = nil // a reader still holding e must not serve the zeros
 		}
+		e.elem, e.in = nil, nil
 		delete(c.m, k)
 	}
+	c.empty.Init()
+	c.valued.Init()
+	c.configured = 0
 }
 
 // never is later than any refresh point: dueAt when nothing can become due.
@@ -332,6 +346,9 @@ func (c *Cache) postpone(cl *call) {
 	c.mu.Lock()
 	if cl.e.call == cl {
 		cl.e.call = nil
+	}
+	if !c.closed {
+		c.place(cl.e)
 	}
 	c.dueAt = earliest(c.dueAt, c.opts.Now())
 	cl.err = serr

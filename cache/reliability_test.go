@@ -2,6 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -130,6 +134,94 @@ func TestRefreshCutShortIsNoFailure(t *testing.T) {
 		defer cancel()
 		if rep := h.c.RefreshDue(ctx); rep.Failed != 1 || rep.Deferred != 0 {
 			t.Fatalf("report %+v, want a failure", rep)
+		}
+	})
+}
+
+// TestConfiguredItemsAreNeverEvicted: a path larger than the cache does not
+// push out the listed items, nor its own members; the report counts the
+// configured entries so the caller can say they don't fit; reads of
+// unlisted names evict only each other.
+func TestConfiguredItemsAreNeverEvicted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		listed := []source.Key{source.SecretKey("s1"), source.SecretKey("s2"), source.ParameterKey("/p/1")}
+		members := make([]string, 20)
+		for i := range members {
+			members[i] = fmt.Sprintf("/app/m%02d", i)
+		}
+		h := newHarness(t, func(o *Options) {
+			o.Size = 10
+			o.Listed = func(k source.Key) bool {
+				return slices.Contains(listed, k) || strings.HasPrefix(k.ID, "/app/")
+			}
+		})
+		h.f.setTree("/app", members...)
+		rep := h.c.Prefetch(context.Background(), listed, []Path{{Prefix: "/app"}})
+		if want := len(listed) + len(members); rep.Configured != want || h.c.Len() != want {
+			t.Fatalf("Configured %d, Len %d; want %d (all kept, past Size 10)", rep.Configured, h.c.Len(), want)
+		}
+		for i := range 5 {
+			h.clock.advance(time.Second)
+			h.mustGet(source.SecretKey(fmt.Sprint("lazy-", i)), Miss)
+		}
+		for _, k := range listed {
+			h.mustGet(k, Hit)
+		}
+		for _, m := range members {
+			h.mustGet(source.ParameterKey(m), Hit)
+		}
+		h.wantOnes(source.SecretKey("lazy-0"), source.SecretKey("lazy-1"), source.SecretKey("lazy-2"), source.SecretKey("lazy-3"), source.SecretKey("lazy-4"))
+		if n := h.c.Len(); n != len(listed)+len(members)+1 {
+			t.Fatalf("Len %d, want the configured entries and one unlisted", n)
+		}
+	})
+}
+
+// TestEvictionOrder: with room for three, failed lookups go first, then the
+// least recently read value; a hit counts as a read.
+func TestEvictionOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.Size = 3 })
+		a, b, c, d, gone := source.SecretKey("a"), source.SecretKey("b"), source.SecretKey("c"), source.SecretKey("d"), source.SecretKey("gone")
+		h.mustGet(a, Miss)
+		h.mustGet(b, Miss)
+		h.f.fail(gone, source.ClassNotFound)
+		if _, err := h.get(gone); err == nil {
+			t.Fatal("gone: want not found")
+		}
+		h.mustGet(c, Miss) // evicts gone, though read after a and b
+		if h.has(gone) || !h.has(a) || !h.has(b) {
+			t.Fatalf("a %t b %t gone %t: want the failed lookup evicted", h.has(a), h.has(b), h.has(gone))
+		}
+		h.mustGet(a, Hit) // b is now the least recently read
+		h.mustGet(d, Miss)
+		if h.has(b) || !h.has(a) || !h.has(c) || !h.has(d) {
+			t.Fatalf("a %t b %t c %t d %t: want b evicted", h.has(a), h.has(b), h.has(c), h.has(d))
+		}
+	})
+}
+
+// TestCachedFailureKeepsOnlyTheAnswer: the error a failed fetch leaves in
+// the cache (and hands its readers) keeps class, code, message and key, not
+// the error it wraps (for AWS, the SDK's response and signed request).
+func TestCachedFailureKeepsOnlyTheAnswer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		k := source.SecretKey("missing")
+		h.f.mu.Lock()
+		h.f.errs[k] = &source.Error{Class: source.ClassNotFound, Code: "ResourceNotFoundException", Message: "not here",
+			Err: fmt.Errorf("the SDK's error: %s", strings.Repeat("x", 8<<10))}
+		h.f.mu.Unlock()
+		_, err := h.get(k)
+		var serr *source.Error
+		if !errors.As(err, &serr) || serr.Code != "ResourceNotFoundException" || serr.Message != "not here" || serr.Key != k || serr.Class != source.ClassNotFound {
+			t.Fatalf("err %#v, want the code, message, class and key", err)
+		}
+		h.c.mu.Lock()
+		cached := h.c.m[k].err
+		h.c.mu.Unlock()
+		if serr.Err != nil || cached.Err != nil {
+			t.Fatalf("the answer (%t) or the cached error (%t) still wraps the SDK's error", serr.Err != nil, cached.Err != nil)
 		}
 	})
 }
