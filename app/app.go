@@ -419,6 +419,17 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 	if len(problems) > 0 && e.cfg.Required {
 		return fmt.Errorf("required items could not be fetched (%s=true): %s", config.EnvRequired, strings.Join(problems, ", "))
 	}
+	if rep.Configured > e.cfg.CacheSize {
+		// They are all kept (configured items are never evicted), so the
+		// cache holds more than the bound says, and reads of other names
+		// have almost no room.
+		e.log.Warn("the configured items do not fit the cache; all are kept, past its bound: raise it",
+			"variable", config.EnvCacheSize, "size", e.cfg.CacheSize, "configured", rep.Configured)
+		if e.cfg.Required {
+			return fmt.Errorf("the configured items (%d: listed, under listed paths and mapped) do not fit %s=%d (%s=true): raise it to at least %d",
+				rep.Configured, config.EnvCacheSize, e.cfg.CacheSize, config.EnvRequired, rep.Configured)
+		}
+	}
 	// Before /ping says ready: a required file that can't be written fails Init.
 	return e.files.Write(ctx)
 }

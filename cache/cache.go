@@ -54,6 +54,10 @@ type Options struct {
 	// and a read's wait for a fetch, per service; 0 means 30 s, since a
 	// read must not hang however the extension is configured.
 	SecretsTimeout, ParametersTimeout time.Duration
+	// PathPatience is how long a read of a name under a path being
+	// prefetched waits for the path to bring it before fetching it alone
+	// (default 1 s). The read is answered as soon as its own page arrives.
+	PathPatience time.Duration
 
 	Now  func() time.Time // default time.Now
 	Rand func() float64   // in [0, 1), for jitter; default math/rand/v2
@@ -161,7 +165,36 @@ type call struct {
 type pathFetch struct {
 	prefix    string
 	recursive bool
-	done      chan struct{}
+	done      chan struct{} // closed when the listing has ended
+	// ok is set, before done is closed, when the listing ended without an
+	// error: a name under the path it did not bring does not exist.
+	ok bool
+	// waiters holds, per parameter, a channel closed when the listing
+	// brings it, for the reads waiting for it. Protected by Cache.mu.
+	waiters map[source.Key]chan struct{}
+}
+
+// waiter returns the channel closed when the listing brings name's
+// parameter. Requires Cache.mu.
+func (p *pathFetch) waiter(name string) chan struct{} {
+	k := source.ParameterKey(name)
+	ch := p.waiters[k]
+	if ch == nil {
+		if p.waiters == nil {
+			p.waiters = map[source.Key]chan struct{}{}
+		}
+		ch = make(chan struct{})
+		p.waiters[k] = ch
+	}
+	return ch
+}
+
+// brought wakes the reads waiting for k. Requires Cache.mu.
+func (p *pathFetch) brought(k source.Key) {
+	if ch := p.waiters[k]; ch != nil {
+		close(ch)
+		delete(p.waiters, k)
+	}
 }
 
 func (p *pathFetch) matches(name string) bool {
@@ -187,6 +220,9 @@ func New(o Options) *Cache {
 	}
 	if o.RefreshAhead <= 0 || o.RefreshAhead > 1 {
 		o.RefreshAhead = 1
+	}
+	if o.PathPatience <= 0 {
+		o.PathPatience = time.Second
 	}
 	return &Cache{opts: o, m: make(map[source.Key]*entry)}
 }
@@ -255,6 +291,10 @@ func (c *Cache) result(e *entry, st Status, now time.Time) Result {
 // on for the other readers.
 func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Result, error) {
 	retried, aliasJoined := false, false
+	var (
+		alone  bool       // the path was slow to bring key: fetch it alone
+		listed *pathFetch // the path whose listing ended while this read waited
+	)
 	for {
 		now := c.opts.Now()
 		c.mu.Lock()
@@ -285,13 +325,28 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 		}
 		e := c.m[key]
 		if e == nil {
-			if p := c.pendingPath(key); p != nil {
+			if p := c.pendingPath(key); p != nil && !alone {
+				// Wait for the page that brings key, not the whole path;
+				// if it is slow to come, fetch key alone.
+				brought := p.waiter(key.ID)
 				c.mu.Unlock()
-				if err := c.wait(ctx, p.done, key.Service); err != nil {
+				switch c.waitPath(ctx, p, brought, key.Service) {
+				case pathEnded:
+					listed = p
+				case pathSlow:
+					alone = true
+				case pathGaveUp:
 					c.errs.Add(1)
 					return Result{}, c.timeoutErr(key)
 				}
 				continue // the path prefetch may have brought it
+			}
+			if listed != nil && listed.ok && c.m[source.ParameterKey(key.ID)] == nil {
+				// The path's whole listing came without it: it does not exist.
+				c.mu.Unlock()
+				c.errs.Add(1)
+				return Result{}, &source.Error{Class: source.ClassNotFound, Code: "ParameterNotFound",
+					Message: "parameter not found (not under " + listed.prefix + " when it was listed)", Key: key}
 			}
 			if !c.opts.Lazy && !c.opts.Listed(key) {
 				c.mu.Unlock()
@@ -374,6 +429,35 @@ func (c *Cache) wait(ctx context.Context, done <-chan struct{}, svc source.Servi
 		return ctx.Err()
 	case <-t.C:
 		return context.DeadlineExceeded
+	}
+}
+
+// The outcomes of a read's wait for a path prefetch.
+const (
+	pathBrought = iota // the listing brought the read's parameter
+	pathEnded          // the listing ended
+	pathSlow           // PathPatience passed first
+	pathGaveUp         // the reader gave up, or the fetch timeout passed
+)
+
+// waitPath waits for a path prefetch to bring a parameter (brought closed),
+// or for its end, bounded by PathPatience, ctx and the fetch timeout.
+func (c *Cache) waitPath(ctx context.Context, p *pathFetch, brought <-chan struct{}, svc source.Service) int {
+	bound := time.NewTimer(c.fetchTimeout(svc))
+	defer bound.Stop()
+	patience := time.NewTimer(c.opts.PathPatience)
+	defer patience.Stop()
+	select {
+	case <-brought:
+		return pathBrought
+	case <-p.done:
+		return pathEnded
+	case <-patience.C:
+		return pathSlow
+	case <-ctx.Done():
+		return pathGaveUp
+	case <-bound.C:
+		return pathGaveUp
 	}
 }
 

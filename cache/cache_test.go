@@ -303,22 +303,36 @@ func TestGetWaitsForPathPrefetch(t *testing.T) {
 }
 
 func TestGetPathWaitIsBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, "a slow path: the read fetches alone", func(t *testing.T) {
 		h := newHarness(t, func(o *Options) { o.ParametersTimeout = 3 * time.Second })
-		release := h.hold("path")
-		repc := h.goPrefetch(context.Background(), nil, []Path{{Prefix: "/app"}})
+		h.hold("path")
+		h.goPrefetch(context.Background(), nil, []Path{{Prefix: "/app"}})
 		synctest.Wait()
 
 		start := time.Now() // the bubble's clock
+		a := source.ParameterKey("/app/a")
+		h.mustGet(a, Miss)
+		if d := time.Since(start); d != time.Second {
+			t.Fatalf("waited %v, want the default PathPatience, 1s", d)
+		}
+		h.wantOnes(a)
+	})
+
+	bubble(t, "and that fetch is bounded", func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.ParametersTimeout = 3 * time.Second; o.PathPatience = 500 * time.Millisecond })
+		h.hold("path")
+		h.hold("one")
+		h.goPrefetch(context.Background(), nil, []Path{{Prefix: "/app"}})
+		synctest.Wait()
+
+		start := time.Now()
 		_, err := h.get(source.ParameterKey("/app/a"))
 		if err == nil || errClass(t, err) != source.ClassTimeout {
 			t.Fatalf("err = %v, want a timeout", err)
 		}
-		if d := time.Since(start); d != 3*time.Second {
-			t.Fatalf("waited %v, want the parameters timeout 3s", d)
+		if d := time.Since(start); d != 3500*time.Millisecond {
+			t.Fatalf("waited %v, want the patience and then the parameters timeout, 3.5s", d)
 		}
-		release()
-		<-repc
 		if got := h.c.Stats().Errors; got != 1 {
 			t.Fatalf("Errors = %d, want 1", got)
 		}

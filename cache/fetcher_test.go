@@ -35,7 +35,7 @@ type fakeFetcher struct {
 	secure   map[string]bool              // parameter IDs that are SecureStrings
 	tree     map[string][]string          // path prefix -> parameter names under it
 	pathErrs map[string]error
-	gates    map[string]chan struct{} // "fetch", "path", "one" or "one <ID>"
+	gates    map[string]chan struct{} // "fetch", "path", "path after <name>", "one" or "one <ID>"
 	items    []*source.Item           // every item handed out
 }
 
@@ -212,12 +212,15 @@ func (f *fakeFetcher) FetchPath(ctx context.Context, prefix string, recursive bo
 	if err != nil {
 		return 0, err
 	}
-	for _, n := range names {
+	for i, n := range names {
 		k := source.ParameterKey(n)
 		f.mu.Lock()
 		item, err := f.outcome(k)
 		f.mu.Unlock()
 		deliver(k, item, err)
+		if err := f.pass(ctx, "path after "+n); err != nil {
+			return i + 1, canceled(source.Key{Service: source.ParameterStore, ID: prefix}, err)
+		}
 	}
 	return len(names), nil
 }

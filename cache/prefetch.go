@@ -110,10 +110,11 @@ func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Pa
 	for i, p := range paths {
 		wg.Go(func() {
 			n, err := c.opts.Fetcher.FetchPath(ctx, p.Prefix, p.Recursive, func(k source.Key, item *source.Item, _ error) {
-				c.storePathItem(k, item)
+				c.storePathItem(pfs[i], k, item)
 			})
 			c.mu.Lock()
 			c.removePath(pfs[i])
+			pfs[i].ok = err == nil
 			c.mu.Unlock()
 			close(pfs[i].done)
 			mu.Lock()
@@ -158,8 +159,9 @@ func (p *Prefetching) Wait() PrefetchReport {
 	return rep
 }
 
-// storePathItem stores a parameter found under a prefetched path.
-func (c *Cache) storePathItem(k source.Key, item *source.Item) {
+// storePathItem stores a parameter found under a prefetched path and wakes
+// the reads waiting for it.
+func (c *Cache) storePathItem(p *pathFetch, k source.Key, item *source.Item) {
 	now := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -175,6 +177,7 @@ func (c *Cache) storePathItem(k source.Key, item *source.Item) {
 	}
 	c.configure(e) // a member of a configured path
 	c.store(e, item, now)
+	p.brought(k)
 }
 
 // removePath drops p from the paths in flight. Requires mu.

@@ -225,3 +225,46 @@ func TestCachedFailureKeepsOnlyTheAnswer(t *testing.T) {
 		}
 	})
 }
+
+// TestReadUnderPathWaitsForItsOwnPage: during a path prefetch, a read of a
+// name under it is answered as soon as the page bringing it arrives, not at
+// the end of the path; once the listing is done, a name it did not bring is
+// not found, without a call of its own.
+func TestReadUnderPathWaitsForItsOwnPage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.PathPatience = time.Hour })
+		a, b, missing := source.ParameterKey("/app/a"), source.ParameterKey("/app/b"), source.ParameterKey("/app/zz")
+		h.f.setTree("/app", a.ID, b.ID)
+		startPath := h.hold("path")
+		restOfPath := h.hold("path after " + a.ID)
+		repc := h.goPrefetch(context.Background(), nil, []Path{{Prefix: "/app"}})
+		synctest.Wait()
+
+		readA, readPlainA := h.goGet(context.Background(), a, false), h.goGet(context.Background(), plain(a), false)
+		readB, readMissing := h.goGet(context.Background(), b, false), h.goGet(context.Background(), missing, false)
+		synctest.Wait()
+		for _, ch := range []<-chan outcome{readA, readPlainA, readB, readMissing} {
+			pending(t, ch)
+		}
+		startPath() // the first page: a only
+		synctest.Wait()
+		for _, ch := range []<-chan outcome{readA, readPlainA} {
+			if o := ready(t, ch); o.err != nil || o.r.Status != Hit || text(o.r) != itemText(a, 1) {
+				t.Fatalf("read of a after its page: %v %s %q", o.err, o.r.Status, text(o.r))
+			}
+		}
+		pending(t, readB)
+		pending(t, readMissing)
+
+		restOfPath()
+		<-repc
+		if o := <-readB; o.err != nil || o.r.Status != Hit {
+			t.Fatalf("read of b: %v %s", o.err, o.r.Status)
+		}
+		o := <-readMissing
+		if o.err == nil || errClass(t, o.err) != source.ClassNotFound {
+			t.Fatalf("read of a name the path does not hold: %v %s, want not found", o.err, o.r.Status)
+		}
+		h.wantOnes() // no read called AWS
+	})
+}
