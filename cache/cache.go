@@ -111,16 +111,16 @@ type Stats struct {
 type Cache struct {
 	opts Options
 
-	mu     sync.Mutex // protects m, paths, closed, lazy, dueAt, the lists and every entry's fields
-	m      map[source.Key]*entry
+	mu sync.Mutex // protects m, paths, closed, lazy, dueAt, the lists and every entry's fields
+	m  map[source.Key]*entry
 	// empty and valued hold the entries eviction may take, most recently
 	// read first: those without a value, and those with one. Configured
 	// entries and those with a fetch in flight are in neither (see place).
 	empty, valued list.List
-	configured    int // entries with configured set
-	paths  []*pathFetch // path prefetches in flight
-	closed bool
-	lazy   int // read-started fetches of unlisted keys in flight
+	configured    int          // entries with configured set
+	paths         []*pathFetch // path prefetches in flight
+	closed        bool
+	lazy          int // read-started fetches of unlisted keys in flight
 	// dueAt is no later than the earliest moment an entry can become due
 	// for RefreshDue (its refresh point, or the end of its backoff), so an
 	// INVOKE before it skips the scan of every entry. Each scan sets it;
