@@ -28,6 +28,9 @@ type Report struct {
 	InvokeOwnRoundsUS []float64 `json:"invoke_own_rounds_us"`
 	Footprint         Footprint `json:"footprint"`
 	Fleet             Fleet     `json:"fleet"`
+
+	// CacheScale is section 6 (cachescale.go).
+	CacheScale *CacheScale `json:"cache_scale,omitempty"`
 }
 
 // Machine is where the run happened.
@@ -208,6 +211,7 @@ func (r *Report) Markdown() string {
 	r.invokeMarkdown(p)
 	r.footprintMarkdown(p)
 	r.fleetMarkdown(p)
+	r.cacheScaleMarkdown(p)
 
 	p("## Reproduce")
 	p("")

@@ -19,7 +19,7 @@ import (
 )
 
 // sectionNames are the report's sections, in order, as -only names them.
-var sectionNames = []string{"init", "get", "gobench", "process", "fleet"}
+var sectionNames = []string{"init", "get", "gobench", "process", "fleet", "cachescale"}
 
 // options are the command line.
 type options struct {
@@ -149,6 +149,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		{"gobench", w.goBenchSection},
 		{"process", w.processSection},
 		{"fleet", w.fleetSection},
+		{"cachescale", w.cacheScaleSection},
 	}
 	only := map[string]bool{}
 	for _, s := range strings.Split(o.only, ",") {
