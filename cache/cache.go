@@ -579,6 +579,9 @@ func (c *Cache) configure(e *entry) {
 func (c *Cache) place(e *entry) {
 	var l *list.List
 	switch {
+	case c.m[e.key] != e:
+		// Dropped (Invalidate) while a fetch was in flight: in no list, or
+		// evicting it would drop the key's new entry.
 	case e.call != nil || e.configured || e.listed && e.item != nil:
 	case e.item == nil:
 		l = &c.empty

@@ -13,7 +13,7 @@ func (c *Cache) Invalidate(match func(source.Key, *source.Item) bool) int {
 	n := 0
 	for k, e := range c.m {
 		if match(k, e.item) {
-			delete(c.m, k)
+			c.remove(e)
 			n++
 		}
 	}
