@@ -5,7 +5,7 @@ import "github.com/secrets-prefetch/secrets-prefetch/source"
 // StoreFound stores an item a listing found (a parameter path or a secret
 // selection listed again), as a fetch of its key would.
 func (c *Cache) StoreFound(k source.Key, item *source.Item) {
-	c.storePathItem(k, item)
+	c.storePathItem(nil, k, item)
 }
 
 // Forget drops the entry of k, which a listing no longer finds (a parameter
@@ -15,5 +15,7 @@ func (c *Cache) StoreFound(k source.Key, item *source.Item) {
 func (c *Cache) Forget(k source.Key) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.m, k)
+	if e := c.m[k]; e != nil {
+		c.remove(e)
+	}
 }

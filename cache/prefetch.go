@@ -160,7 +160,7 @@ func (p *Prefetching) Wait() PrefetchReport {
 }
 
 // storePathItem stores a parameter found under a prefetched path and wakes
-// the reads waiting for it.
+// the reads waiting for it (p nil: a path listed again, which no read waits for).
 func (c *Cache) storePathItem(p *pathFetch, k source.Key, item *source.Item) {
 	now := c.opts.Now()
 	c.mu.Lock()
@@ -177,7 +177,9 @@ func (c *Cache) storePathItem(p *pathFetch, k source.Key, item *source.Item) {
 	}
 	c.configure(e) // a member of a configured path
 	c.store(e, item, now)
-	p.brought(k)
+	if p != nil {
+		p.brought(k)
+	}
 }
 
 // removePath drops p from the paths in flight. Requires mu.
