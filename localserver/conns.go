@@ -28,13 +28,14 @@ type conns struct {
 
 	mu       sync.Mutex // protects the fields below
 	open     map[net.Conn]connInfo
+	seq      uint64    // orders the connections' last moves to idle
 	shed     int       // connections shed since the last warning
 	warnedAt time.Time // when the last warning was logged
 }
 
 type connInfo struct {
-	busy  bool      // handling a request
-	since time.Time // when it was accepted or last went idle
+	busy  bool   // handling a request
+	since uint64 // when it was accepted or last went idle, in seq's order
 }
 
 // connWarnEvery spaces the warnings a flood of connections causes.
@@ -48,7 +49,7 @@ func newConns(max int, log *slog.Logger) *conns {
 func (cs *conns) state(c net.Conn, st http.ConnState) {
 	var victim net.Conn
 	cs.mu.Lock()
-	now := cs.now()
+	cs.seq++
 	switch st {
 	case http.StateNew:
 		if len(cs.open) >= cs.max {
@@ -61,22 +62,24 @@ func (cs *conns) state(c net.Conn, st http.ConnState) {
 			cs.shed++
 		}
 		if victim != c {
-			cs.open[c] = connInfo{since: now}
+			cs.open[c] = connInfo{since: cs.seq}
 		}
 	case http.StateActive:
 		if _, ok := cs.open[c]; ok {
-			cs.open[c] = connInfo{busy: true, since: now}
+			cs.open[c] = connInfo{busy: true}
 		}
 	case http.StateIdle:
 		if _, ok := cs.open[c]; ok {
-			cs.open[c] = connInfo{since: now}
+			cs.open[c] = connInfo{since: cs.seq}
 		}
 	case http.StateHijacked, http.StateClosed:
 		delete(cs.open, c)
 	}
 	warn, shed := false, 0
-	if cs.shed > 0 && (cs.warnedAt.IsZero() || now.Sub(cs.warnedAt) >= connWarnEvery) {
-		warn, shed, cs.shed, cs.warnedAt = true, cs.shed, 0, now
+	if cs.shed > 0 { // only then is the clock read
+		if now := cs.now(); cs.warnedAt.IsZero() || now.Sub(cs.warnedAt) >= connWarnEvery {
+			warn, shed, cs.shed, cs.warnedAt = true, cs.shed, 0, now
+		}
 	}
 	cs.mu.Unlock()
 	if victim != nil {
@@ -93,10 +96,10 @@ func (cs *conns) state(c net.Conn, st http.ConnState) {
 func (cs *conns) idlestLocked() net.Conn {
 	var (
 		best  net.Conn
-		since time.Time
+		since uint64
 	)
 	for c, in := range cs.open {
-		if !in.busy && (best == nil || in.since.Before(since)) {
+		if !in.busy && (best == nil || in.since < since) {
 			best, since = c, in.since
 		}
 	}

@@ -15,16 +15,9 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
-// capServer serves s on a loopback listener with a clock that ticks on each
-// reading, so which connection is idlest never depends on the clock's
-// resolution.
+// capServer serves s on a loopback listener.
 func capServer(t *testing.T, s *Server) string {
 	t.Helper()
-	var tick time.Time
-	s.conns.now = func() time.Time { // called with s.conns.mu held
-		tick = tick.Add(time.Millisecond)
-		return tick
-	}
 	l, err := Listen(0)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
@@ -264,7 +265,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		}
 		return http.StatusOK, ""
 	}
-	got := r.Header.Get(TokenHeader)
+	var got string
+	if v := r.Header[TokenHeader]; len(v) > 0 { // TokenHeader is in canonical form
+		got = v[0]
+	}
 	switch {
 	case got == "":
 		return writeError(w, r, http.StatusUnauthorized, "MissingToken", "header "+TokenHeader+" is required"), ""
@@ -310,7 +314,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	}
 	xcache := res.Status.String()
 	h["X-Cache"] = headerXCache[res.Status]
-	h.Set("Age", strconv.FormatInt(int64(max(res.Age, 0)/time.Second), 10)) // never negative (RFC 9111)
+	h["Age"] = decimal(int(max(res.Age, 0) / time.Second)) // never negative (RFC 9111)
 	if res.Item.Region != "" {
 		// A replica in the failover region answered for the home region.
 		h.Set(RegionHeader, res.Item.Region)
@@ -325,7 +329,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	} else {
 		h["Content-Type"] = headerJSON
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Length"] = decimal(len(body))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		w.Write(body)
@@ -353,4 +357,22 @@ func logLevel(err error) slog.Level {
 		return slog.LevelDebug
 	}
 	return slog.LevelWarn
+}
+
+// decimals holds header values of small numbers (Age, Content-Length),
+// made on first use and shared after, so that answering costs no
+// allocation for them.
+var decimals [1 << 14]atomic.Pointer[[]string]
+
+// decimal returns n as a header value; callers only read it.
+func decimal(n int) []string {
+	if n < 0 || n >= len(decimals) {
+		return []string{strconv.Itoa(n)}
+	}
+	if v := decimals[n].Load(); v != nil {
+		return *v
+	}
+	v := []string{strconv.Itoa(n)}
+	decimals[n].Store(&v)
+	return v
 }

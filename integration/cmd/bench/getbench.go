@@ -136,11 +136,16 @@ func (s *GetServer) summarize() {
 // fetchOnce reads path with net/http, checks that it is a cache hit and
 // returns the body.
 func fetchOnce(ctx context.Context, addr, path string) ([]byte, error) {
+	return fetchOnceToken(ctx, addr, path, benchToken())
+}
+
+// fetchOnceToken is fetchOnce with a session token of its own.
+func fetchOnceToken(ctx context.Context, addr, path, token string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set(localserver.TokenHeader, benchToken())
+	req.Header.Set(localserver.TokenHeader, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err

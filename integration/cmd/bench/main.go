@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -44,7 +45,16 @@ func main() {
 	flag.StringVar(&o.json, "json", "", "the JSON data file to write (none if empty)")
 	flag.BoolVar(&o.verbose, "v", false, "log progress to stderr")
 	flag.StringVar(&o.only, "only", "", "run only these sections, comma-separated: "+strings.Join(sectionNames, ","))
+	flag.StringVar(&o.bin, "bin", "", "measure this prebuilt extension binary in the process sections (an older build, say) instead of building the tree's")
+	loadgen := flag.String("loadgen", "", "(internal) run as the load generator against this address")
+	flag.String("loadgen-request", "", "(internal) the request to send, a file")
+	flag.Int("loadgen-concurrency", 32, "(internal) connections")
+	flag.Duration("loadgen-duration", time.Second, "(internal) how long")
 	flag.Parse()
+	if *loadgen != "" {
+		loadgenMain(*loadgen, flag.CommandLine)
+		return
+	}
 	o.log = func(string, ...any) {}
 	if o.verbose || !o.smoke {
 		o.log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }

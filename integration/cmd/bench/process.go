@@ -51,19 +51,11 @@ type InvokeCost struct {
 }
 
 func (w *world) processSection(ctx context.Context, rep *Report) error {
-	dir, err := os.MkdirTemp("", "secrets-prefetch-bench-")
+	bins, err := w.binaries(ctx)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := w.buildBinary(ctx, dir)
-	if err != nil {
-		return err
-	}
-	floorBin, err := w.buildLoopFloor(ctx, dir)
-	if err != nil {
-		return err
-	}
+	bin, floorBin := bins.extension, bins.loopFloor
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return err
@@ -270,6 +262,7 @@ func (w *world) cycles(p *proc, n int, pause time.Duration) (block, error) {
 // proc is the built extension running as a process, against the emulated
 // AWS and a fake Extensions API in this process.
 type proc struct {
+	port  int // of its local API
 	cmd   *exec.Cmd
 	api   *extAPI
 	start time.Time
@@ -278,12 +271,18 @@ type proc struct {
 }
 
 func (w *world) startBinary(bin string, env map[string]string) (*proc, error) {
+	return w.startCommand([]string{bin}, env)
+}
+
+// startCommand is startBinary for a command line that runs the binary
+// (taskset -c 0 BINARY, say). env comes last: its variables win.
+func (w *world) startCommand(argv []string, env map[string]string) (*proc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{api: newExtAPI(), out: &exttest.SyncBuffer{}, exit: make(chan error, 1)}
-	p.cmd = exec.Command(bin)
+	p := &proc{port: port, api: newExtAPI(), out: &exttest.SyncBuffer{}, exit: make(chan error, 1)}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_EC2_METADATA_DISABLED=true",

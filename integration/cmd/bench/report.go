@@ -11,16 +11,17 @@ import (
 
 // Report is everything one run measured; it is also the JSON file.
 type Report struct {
-	Generated       time.Time     `json:"generated"`
-	Command         string        `json:"command"`
-	Smoke           bool          `json:"smoke"`
-	DurationSeconds float64       `json:"duration_seconds"`
-	Machine         Machine       `json:"machine"`
-	Targets         []Target      `json:"targets"`
-	Init            []InitResult  `json:"init"`
-	Get             []GetResult   `json:"get"`
-	GoBenchmarks    []GoBenchmark `json:"go_benchmarks"`
-	Invoke          []InvokeCost  `json:"invoke"`
+	Generated       time.Time      `json:"generated"`
+	Command         string         `json:"command"`
+	Smoke           bool           `json:"smoke"`
+	DurationSeconds float64        `json:"duration_seconds"`
+	Machine         Machine        `json:"machine"`
+	Targets         []Target       `json:"targets"`
+	Init            []InitResult   `json:"init"`
+	Pinned          []PinnedResult `json:"pinned_get"`
+	Get             []GetResult    `json:"get"`
+	GoBenchmarks    []GoBenchmark  `json:"go_benchmarks"`
+	Invoke          []InvokeCost   `json:"invoke"`
 	// InvokeOwnUS is the median over rounds of the idle cycle over the most
 	// entries less the floor's, measured back to back: the extension's own
 	// CPU time per idle INVOKE.

@@ -19,7 +19,7 @@ import (
 )
 
 // sectionNames are the report's sections, in order, as -only names them.
-var sectionNames = []string{"init", "get", "gobench", "process", "fleet", "cachescale"}
+var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "fleet", "cachescale"}
 
 // options are the command line.
 type options struct {
@@ -28,6 +28,7 @@ type options struct {
 	json    string
 	verbose bool
 	only    string
+	bin     string // a prebuilt extension binary to measure (-bin)
 	log     func(format string, args ...any)
 }
 
@@ -39,6 +40,9 @@ type plan struct {
 	initRepeats    int
 	seqMaxItems    int // the sequential baseline runs up to this many items
 	getConcs       []int
+	pinnedConc     int
+	pinnedRound    time.Duration
+	pinnedRounds   int
 	getRound       time.Duration
 	getRounds      int
 	benchtime      string
@@ -66,6 +70,9 @@ func planFor(smoke bool) plan {
 			initRepeats:   1,
 			seqMaxItems:   10,
 			getConcs:      []int{1, 32},
+			pinnedConc:    32,
+			pinnedRound:   100 * time.Millisecond,
+			pinnedRounds:  1,
 			getRound:      50 * time.Millisecond,
 			getRounds:     1,
 			benchtime:     "20x",
@@ -90,6 +97,9 @@ func planFor(smoke bool) plan {
 		initRepeats:   3,
 		seqMaxItems:   1000,
 		getConcs:      []int{1, 32, 128},
+		pinnedConc:    32,
+		pinnedRound:   2 * time.Second,
+		pinnedRounds:  6,
 		getRound:      time.Second,
 		getRounds:     5,
 		benchtime:     "500ms",
@@ -127,6 +137,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 		return nil, err
 	}
 	defer a.Close()
+	binDir, err := os.MkdirTemp("", "secrets-prefetch-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(binDir)
 	// The SDK in this process (the extension run by app.Run, the
 	// sequential baseline) finds the emulator through the environment, as
 	// the extension does in Lambda.
@@ -134,7 +149,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
-	w := &world{aws: a, plan: p, log: o.log, root: root}
+	w := &world{aws: a, plan: p, log: o.log, root: root, binDir: binDir, extBin: o.bin}
 	o.log("seeding the emulated AWS")
 	if err := w.seed(ctx); err != nil {
 		return nil, err
@@ -145,6 +160,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		fn   func(context.Context, *Report) error
 	}{
 		{"init", w.initSection},
+		{"pinned", w.pinnedSection},
 		{"get", w.getSection},
 		{"gobench", w.goBenchSection},
 		{"process", w.processSection},
@@ -186,6 +202,10 @@ type world struct {
 	plan plan
 	log  func(string, ...any)
 	root string // the root module's directory
+
+	binDir string    // where the binaries are built
+	extBin string    // a prebuilt extension binary to measure instead (-bin)
+	bins   *binaries // built once, by binaries
 
 	initSecrets, initParams []string // small mixed items, for Init and INVOKE
 	rssSecrets, rssParams   []string // items of plan.valueBytes, for RSS
@@ -334,6 +354,36 @@ func goCmd(ctx context.Context, dir string, env []string, args ...string) (strin
 		return stdout.String(), fmt.Errorf("go %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// binaries are the programs the process sections run, built as they ship.
+type binaries struct {
+	extension string // the extension (or -bin)
+	loopFloor string // ./cmd/bench/loopfloor
+	getFloor  string // ./cmd/bench/getfloor
+}
+
+// binaries builds the programs once per run.
+func (w *world) binaries(ctx context.Context) (*binaries, error) {
+	if w.bins != nil {
+		return w.bins, nil
+	}
+	b := &binaries{extension: w.extBin}
+	var err error
+	if b.extension == "" {
+		if b.extension, err = w.buildBinary(ctx, w.binDir); err != nil {
+			return nil, err
+		}
+	}
+	if b.loopFloor, err = w.buildLoopFloor(ctx, w.binDir); err != nil {
+		return nil, err
+	}
+	b.getFloor = filepath.Join(w.binDir, "getfloor")
+	if _, err := goCmd(ctx, filepath.Join(w.root, "integration"), []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags", "-s -w", "-o", b.getFloor, "./cmd/bench/getfloor"); err != nil {
+		return nil, err
+	}
+	w.bins = b
+	return b, nil
 }
 
 // buildBinary builds the extension as it ships (stripped, static) into dir.
