@@ -31,6 +31,7 @@ func main() {
 			Args: os.Args[2:], Getenv: os.Getenv, Environ: os.Environ(), Stderr: os.Stderr,
 		}))
 	}
+	app.TuneGC(os.Getenv)
 	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "secrets-prefetch:", err)
 		os.Exit(1)

@@ -145,6 +145,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready()
 	}
+	releaseMemory() // before the first event/next: still Init, for Lambda
 	return e.loop(ctx, lc, serveErr)
 }
 

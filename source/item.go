@@ -145,7 +145,14 @@ func marshal(v any) []byte {
 		// Only strings, byte slices, times and ints are encoded: this cannot fail.
 		panic("source: encoding a response body: " + err.Error())
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	// The buffer grew by doubling, so up to half of it is spare: the body
+	// the cache keeps is an exact copy, and the buffer, which held the
+	// value too, is wiped.
+	b := buf.Bytes()
+	body := make([]byte, len(b)-1) // less the encoder's newline
+	copy(body, b)
+	clear(b[:cap(b)])
+	return body
 }
 
 // secretItem renders a secret version; GetSecretValue and

@@ -358,3 +358,19 @@ func TestItemWipe(t *testing.T) {
 	var zero Item
 	zero.Wipe() // no material: must not panic
 }
+
+// A body takes no more memory than its bytes: the cache holds a thousand
+// of them, and the encoder's buffer grows by doubling.
+func TestItemBodyExact(t *testing.T) {
+	for _, n := range []int{0, 100, 4096, 5000, 65536} {
+		v := strings.Repeat("v", n)
+		for _, it := range []*Item{
+			secretItem(SecretKey("s"), aws.String("arn"), aws.String("s"), nil, nil, &v, nil, nil),
+			parameterItem(ParameterKey("p"), &ssmtypes.Parameter{Value: &v}),
+		} {
+			if cap(it.Body) != len(it.Body) {
+				t.Errorf("%s with a %d-byte value: body of %d bytes in %d", it.Key, n, len(it.Body), cap(it.Body))
+			}
+		}
+	}
+}

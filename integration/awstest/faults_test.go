@@ -279,3 +279,39 @@ func TestCalls(t *testing.T) {
 		t.Errorf("after ResetCalls: %v", a.AllCalls())
 	}
 }
+
+// TestQuota: past a service's quota calls are throttled (and counted), the
+// other service is not limited, and removing the quota lifts it.
+func TestQuota(t *testing.T) {
+	a, sm, ps := start(t)
+	ctx := t.Context()
+	try(a.PutSecretString(ctx, "s", "v")).must(t)
+	try(a.PutParameter(ctx, "/p", "v", "SecureString")).must(t)
+	remove := a.SetQuota("ssm", 1)
+	a.ResetCalls()
+	noRetry := func(o *ssm.Options) { o.RetryMaxAttempts = 1 }
+	var throttled int
+	const calls = 10 // a quota of 1 per second lets 1 through, plus 1 per second the calls take
+	for range calls {
+		_, err := ps.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{"/p"}, WithDecryption: aws.Bool(true)}, noRetry)
+		if err != nil {
+			wantAPIError(t, err, CodeThrottling, 400)
+			throttled++
+		}
+	}
+	if throttled == 0 || throttled != a.Throttled() {
+		t.Errorf("%d calls throttled, Throttled() = %d; want the same, at least 1", throttled, a.Throttled())
+	}
+	if got := a.Calls(OpGetParameters); got != calls {
+		t.Errorf("Calls = %d, want %d (throttled calls count)", got, calls)
+	}
+	for range 3 {
+		if _, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("s")}); err != nil {
+			t.Errorf("Secrets Manager under an SSM quota: %v", err)
+		}
+	}
+	remove()
+	if _, err := ps.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{"/p"}, WithDecryption: aws.Bool(true)}, noRetry); err != nil {
+		t.Errorf("after remove: %v", err)
+	}
+}

@@ -81,6 +81,10 @@ func (a *AWS) serveRegion(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !seeding && a.overQuota(op) {
+		writeError(w, faultError(op, &Fault{Code: CodeThrottling, Status: http.StatusBadRequest, Message: "Rate exceeded"}))
+		return
+	}
 	fx := effect{role: role}
 	if !seeding {
 		fx = a.takeFaults(op)

@@ -69,6 +69,15 @@ type Fleet struct {
 	PlotBucketS  int       `json:"plot_bucket_seconds"`
 	PlotNoJitter []float64 `json:"plot_no_jitter"`
 	PlotJitter   []float64 `json:"plot_jitter"`
+	// ScaleOut: environments starting together, their Init against the
+	// quotas with the defaults, with and without the fallback.
+	ScaleOut []ScaleOut `json:"scale_out"`
+	// The largest fleet Secrets Manager's quotas allow, by the mean, at a
+	// TTL of 300 s and 1 invoke/s, without and with the fallback, and the
+	// calls made at the larger per the calls its refreshes need batched.
+	FallbackFleetWithout int     `json:"fallback_fleet_without"`
+	FallbackFleetWith    int     `json:"fallback_fleet_with"`
+	FallbackCallRatio    float64 `json:"fallback_call_ratio"`
 }
 
 func (w *world) fleetSection(_ context.Context, rep *Report) error {
@@ -114,6 +123,18 @@ func (w *world) fleetSection(_ context.Context, rep *Report) error {
 					}
 				}
 			}
+		}
+	}
+	n := min(1000, p.fleetEnvs)
+	for _, sc := range []struct {
+		window   time.Duration
+		fallback bool
+	}{{60 * time.Second, true}, {10 * time.Second, true}, {5 * time.Second, false}, {5 * time.Second, true}} {
+		f.ScaleOut = append(f.ScaleOut, simulateScaleOut(n, sc.window, sc.fallback, 1))
+	}
+	for _, r := range f.Rows {
+		if r.TTLSeconds == 300 && r.InvokesPerSecond == 1 && r.Jitter {
+			f.FallbackFleetWithout, f.FallbackFleetWith, f.FallbackCallRatio = fallbackFleet(1 / r.CycleSeconds)
 		}
 	}
 	rep.Fleet = f

@@ -14,6 +14,9 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
 )
 
+// defaultConcurrency is SECRETS_PREFETCH_CONCURRENCY's default.
+const defaultConcurrency = 16
+
 // Batch sizes of the APIs the extension uses (as package source batches).
 const (
 	secretsPerBatch    = 20 // BatchGetSecretValue
@@ -22,17 +25,21 @@ const (
 
 // InitResult is one Init prefetch configuration, measured.
 type InitResult struct {
-	Fetcher        string         `json:"fetcher"` // "secrets-prefetch" or "sequential"
-	Items          int            `json:"items"`
-	Secrets        int            `json:"secrets"`
-	Parameters     int            `json:"parameters"`
-	LatencyMS      int            `json:"latency_ms"`
-	MaxConnections int            `json:"max_connections"`
+	Fetcher    string `json:"fetcher"` // "secrets-prefetch" or "sequential"
+	Items      int    `json:"items"`
+	Secrets    int    `json:"secrets"`
+	Parameters int    `json:"parameters"`
+	LatencyMS  int    `json:"latency_ms"`
+	// MaxConnections is SECRETS_PREFETCH_CONCURRENCY, the bound on the
+	// prefetch's calls in flight (1 for the sequential fetcher).
+	MaxConnections int            `json:"concurrency"`
 	RunsMS         []float64      `json:"runs_ms"`
 	MedianMS       float64        `json:"median_ms"`
 	Calls          map[string]int `json:"calls"` // AWS calls of one run, by operation
 	// MinCalls is the fewest calls that can fetch the items (full batches);
 	// LowerBoundMS is one latency per wave of MinCalls at MaxConnections.
+	// Defaults marks a run with no concurrency variable set.
+	Defaults     bool    `json:"defaults,omitempty"`
 	MinCalls     int     `json:"min_calls"`
 	LowerBoundMS float64 `json:"lower_bound_ms"`
 }
@@ -59,6 +66,19 @@ func (w *world) initSection(ctx context.Context, rep *Report) error {
 				w.log("  init %4d items, %2d ms, %2d connections: %7.1f ms (lower bound %6.1f ms, %d calls)", n, lat.Milliseconds(), conns, r.MedianMS, r.LowerBoundMS, r.TotalCalls())
 				rep.Init = append(rep.Init, r)
 			}
+			if n == 100 && lat == 50*time.Millisecond {
+				// The issue's case: 40 secrets + 100 parameters with the
+				// defaults, beside the same at a concurrency of 3 (the old
+				// default: MAX_CONNECTIONS bounded the prefetch too).
+				for _, conns := range []int{0, 3} {
+					r, err := w.initExtension(w.initSecrets[:40], w.initParams[:100], lat, conns)
+					if err != nil {
+						return err
+					}
+					w.log("  init 40 + 100 items, 50 ms, concurrency %d (defaults: %v): %7.1f ms (lower bound %6.1f ms, %d calls)", r.MaxConnections, r.Defaults, r.MedianMS, r.LowerBoundMS, r.TotalCalls())
+					rep.Init = append(rep.Init, r)
+				}
+			}
 			if n <= p.seqMaxItems {
 				r, err := w.initSequential(ctx, secrets, params, lat)
 				if err != nil {
@@ -69,6 +89,51 @@ func (w *world) initSection(ctx context.Context, rep *Report) error {
 			}
 		}
 	}
+	return w.quotaInit(rep, 40, 10*time.Millisecond)
+}
+
+// QuotaInit is an Init prefetch of many parameters against an emulated SSM
+// quota (a token bucket in the emulator's front).
+type QuotaInit struct {
+	Parameters int     `json:"parameters"`
+	QuotaTPS   int     `json:"quota_tps"`
+	LatencyMS  int     `json:"latency_ms"`
+	MS         float64 `json:"ms"`        // start to ready, every parameter fetched (SECRETS_PREFETCH_REQUIRED=true)
+	MinCalls   int     `json:"min_calls"` // the batches: one GetParameters per 10
+	Calls      int     `json:"calls"`     // every call the emulator received, throttled ones included
+	Throttled  int     `json:"throttled"` // calls the quota refused
+	BoundMS    float64 `json:"bound_ms"`  // the quota's own bound: (MinCalls - burst) / TPS
+	AllFetched bool    `json:"all_fetched"`
+}
+
+// quotaInit runs the extension's Init for every quota parameter with SSM
+// limited to quota calls per second.
+func (w *world) quotaInit(rep *Report, quota int, lat time.Duration) error {
+	q := QuotaInit{Parameters: len(w.quotaParams), QuotaTPS: quota, LatencyMS: int(lat.Milliseconds())}
+	q.MinCalls = ceilDiv(q.Parameters, parametersPerBatch)
+	q.BoundMS = max(0, float64(q.MinCalls-quota)) / float64(quota) * 1000
+	env := itemsEnv(nil, w.quotaParams)
+	env["SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS"] = "120000"
+	env["SECRETS_PREFETCH_REQUIRED"] = "true"
+	w.injectLatency(lat)
+	defer w.aws.ClearFaults()
+	remove := w.aws.SetQuota("ssm", quota)
+	defer remove()
+	x, err := startInProcess(env)
+	if err != nil {
+		return err
+	}
+	d, err := x.waitReady(3 * time.Minute)
+	for _, n := range w.aws.AllCalls() {
+		q.Calls += n
+	}
+	q.Throttled = w.aws.Throttled()
+	if err := cmpOr(err, x.stop()); err != nil {
+		return err
+	}
+	q.MS, q.AllFetched = ms(d), true
+	w.log("  init %d parameters under an SSM quota of %d TPS: %.0f ms, %d calls (%d batches + %d throttled)", q.Parameters, quota, q.MS, q.Calls, q.MinCalls, q.Throttled)
+	rep.Quota = append(rep.Quota, q)
 	return nil
 }
 
@@ -88,9 +153,14 @@ func (w *world) initExtension(secrets, params []string, lat time.Duration, conns
 		LatencyMS: int(lat.Milliseconds()), MaxConnections: conns,
 	}
 	r.MinCalls = ceilDiv(len(secrets), secretsPerBatch) + ceilDiv(len(params), parametersPerBatch)
-	r.LowerBoundMS = float64(ceilDiv(r.MinCalls, conns)) * float64(lat) / float64(time.Millisecond)
+	r.LowerBoundMS = float64(ceilDiv(r.MinCalls, max(conns, 1))) * float64(lat) / float64(time.Millisecond)
 	env := itemsEnv(secrets, params)
-	env["PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS"] = strconv.Itoa(conns)
+	if conns > 0 {
+		env["SECRETS_PREFETCH_CONCURRENCY"] = strconv.Itoa(conns)
+	} else {
+		r.Defaults, r.MaxConnections = true, defaultConcurrency
+		r.LowerBoundMS = float64(ceilDiv(r.MinCalls, defaultConcurrency)) * float64(lat) / float64(time.Millisecond)
+	}
 	env["SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS"] = "120000"
 	defer w.aws.ClearFaults()
 	for range w.plan.initRepeats {

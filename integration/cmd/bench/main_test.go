@@ -38,9 +38,10 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# Benchmarks", "Smoke run", "**Machine**", "## Targets",
-		"## 1. Init prefetch", "| sequential |", "## 2. Cached GET", "| floor |", "**ratio**", "BenchmarkServeHit",
-		"## 3. Per-INVOKE cost", "BenchmarkRefreshDue", "BenchmarkInvokeCycle", "## 4. Footprint", "stripped binary",
-		"## 5. Fleet simulation", "no jitter", "## Reproduce", "make bench",
+		"## 1. Init prefetch", "| sequential |", "**Under a quota.**", "## 2. Cached GET on one CPU", "## 3. Cached GET in process", "| floor |", "**ratio**", "BenchmarkServeHit",
+		"## 4. Per-INVOKE cost", "BenchmarkRefreshDue", "BenchmarkInvokeCycle", "## 5. Footprint", "stripped binary", "**Registration.**",
+		"## 6. Memory", "as shipped (GOGC=25)", "**Idle connections**",
+		"## 7. Fleet simulation", "no jitter", "## Reproduce", "make bench",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("the report lacks %q", want)
@@ -95,8 +96,20 @@ func TestSmoke(t *testing.T) {
 	if len(got.Fleet.Rows) == 0 || len(got.Fleet.PlotJitter) == 0 {
 		t.Errorf("fleet %+v", got.Fleet)
 	}
-	if len(got.Targets) != 7 {
-		t.Errorf("%d targets, want 7", len(got.Targets))
+	if len(got.Targets) != 15 {
+		t.Errorf("%d targets, want 15", len(got.Targets))
+	}
+	if len(got.Pinned) != 2 || got.Pinned[0].Extension.RPS <= 0 || got.Pinned[1].TokenChars != longTokenChars {
+		t.Errorf("pinned GET: %+v", got.Pinned)
+	}
+	if len(got.Quota) != 1 || !got.Quota[0].AllFetched || got.Quota[0].Calls != got.Quota[0].MinCalls+got.Quota[0].Throttled {
+		t.Errorf("Init under a quota: %+v", got.Quota)
+	}
+	if len(got.Memory.GC) != len(gcSettings) || got.Memory.GC[0].RSSReady == 0 || !got.Memory.FDLimitAnswered {
+		t.Errorf("memory: %+v", got.Memory)
+	}
+	if f.InitTrace.TotalMS <= 0 || len(f.FloorStartToRegisteredMS) == 0 {
+		t.Errorf("registration: %+v", f)
 	}
 }
 
@@ -133,5 +146,22 @@ func TestSimulateJitterSpreadsABurst(t *testing.T) {
 	none, some := peak(false), peak(true)
 	if none < 80 || some*2 > none {
 		t.Errorf("peak refreshes in one second: %d without jitter, %d with", none, some)
+	}
+}
+
+func TestScaleOutModel(t *testing.T) {
+	// Started slowly, a fleet fits the quotas: no throttling, every Init
+	// one latency; started fast, SSM throttles and Inits wait.
+	slow := simulateScaleOut(200, 60e9, true, 1)
+	if slow.Throttled != 0 || slow.WithinBudget != 1 || slow.InitP99MS != float64(scaleLatency.Milliseconds()) {
+		t.Errorf("slow start: %+v", slow)
+	}
+	fast := simulateScaleOut(1000, 10e9, false, 1)
+	if fast.Throttled == 0 || fast.InitP99MS <= slow.InitP99MS || fast.PeakSSM <= quotaSSMStandard {
+		t.Errorf("fast start: %+v", fast)
+	}
+	without, with, ratio := fallbackFleet(1.0 / 240)
+	if with <= without || ratio <= 1 {
+		t.Errorf("fallback fleet: %d without, %d with, %.2f× the calls", without, with, ratio)
 	}
 }

@@ -24,6 +24,7 @@ import (
 // (a separate process) on the other, with one session token length.
 type PinnedResult struct {
 	TokenChars  int       `json:"token_chars"`
+	Setting     string    `json:"setting,omitempty"` // an environment variable set on the extension (GOGC=100, say)
 	Concurrency int       `json:"concurrency"`
 	Pinned      bool      `json:"pinned"` // false where taskset or a second CPU is missing
 	Extension   GetServer `json:"extension"`
@@ -52,28 +53,33 @@ func (w *world) pinnedSection(ctx context.Context, rep *Report) error {
 		pin = func(cpu string) []string { return []string{"taskset", "-c", cpu} }
 		pinned = true
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
+	self := bins.loadGen
 	path := "/secretsmanager/get?secretId=" + url.QueryEscape(w.getSecret)
 	long := filler("lambda-session-token-", longTokenChars)
-	for _, token := range []string{benchToken(), long} {
-		ext, err := w.startCommand(append(pin("0"), bins.extension), map[string]string{
+	runs := []struct{ token, setting string }{{benchToken(), ""}, {long, ""}}
+	for _, setting := range w.plan.pinnedGC {
+		runs = append(runs, struct{ token, setting string }{benchToken(), setting})
+	}
+	for _, run := range runs {
+		env := map[string]string{
 			"SECRETS_PREFETCH_SECRETS":  w.getSecret,
 			"SECRETS_PREFETCH_REQUIRED": "true",
-			"AWS_SESSION_TOKEN":         token,
-		})
+			"AWS_SESSION_TOKEN":         run.token,
+		}
+		if k, v, ok := strings.Cut(run.setting, "="); ok {
+			env[k] = v
+		}
+		ext, err := w.startCommand(append(pin("0"), bins.extension), env)
 		if err != nil {
 			return err
 		}
-		res, err := w.pinnedRounds(ctx, ext, bins, pin, self, path, token)
+		res, err := w.pinnedRounds(ctx, ext, bins, pin, self, path, run.token)
 		if err := cmpOr(err, ext.stop()); err != nil {
 			return err
 		}
-		res.Pinned = pinned
-		w.log("  pinned GET, token %4d chars: extension %6.0f req/s p99 %5.0f µs %5.1f µs CPU; floor %6.0f req/s p99 %5.0f µs %5.1f µs CPU; ratio %.2f, p99 ratio %.2f",
-			res.TokenChars, res.Extension.RPS, res.Extension.P99us, res.Extension.CPUusPerRq, res.Floor.RPS, res.Floor.P99us, res.Floor.CPUusPerRq, res.ThroughputRatio, res.P99Ratio)
+		res.Pinned, res.Setting = pinned, run.setting
+		w.log("  pinned GET, token %4d chars %s: extension %6.0f req/s p99 %5.0f µs %5.1f µs CPU; floor %6.0f req/s p99 %5.0f µs %5.1f µs CPU; ratio %.2f, p99 ratio %.2f",
+			res.TokenChars, run.setting, res.Extension.RPS, res.Extension.P99us, res.Extension.CPUusPerRq, res.Floor.RPS, res.Floor.P99us, res.Floor.CPUusPerRq, res.ThroughputRatio, res.P99Ratio)
 		rep.Pinned = append(rep.Pinned, res)
 	}
 	return nil

@@ -19,7 +19,7 @@ import (
 )
 
 // sectionNames are the report's sections, in order, as -only names them.
-var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "fleet", "cachescale"}
+var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "memory", "fleet", "cachescale"}
 
 // options are the command line.
 type options struct {
@@ -43,6 +43,7 @@ type plan struct {
 	pinnedConc     int
 	pinnedRound    time.Duration
 	pinnedRounds   int
+	pinnedGC       []string // GC settings also measured, with the short token
 	getRound       time.Duration
 	getRounds      int
 	benchtime      string
@@ -59,62 +60,72 @@ type plan struct {
 	fleetTTLs      []time.Duration
 	valueBytes     int
 	smallInitItems int // seeded for the Init section
+	quotaParams    int // parameters fetched under the emulated SSM quota
+
+	memIdleInvokes    int // per GC setting
+	memRefreshEntries int
+	memRefreshCycles  int
+	memIdleConns      int
 }
 
 func planFor(smoke bool) plan {
 	if smoke {
 		return plan{
-			initItems:     []int{10},
-			initLatencies: []time.Duration{10 * time.Millisecond},
-			initConns:     []int{3},
-			initRepeats:   1,
-			seqMaxItems:   10,
-			getConcs:      []int{1, 32},
-			pinnedConc:    32,
-			pinnedRound:   100 * time.Millisecond,
-			pinnedRounds:  1,
-			getRound:      50 * time.Millisecond,
-			getRounds:     1,
-			benchtime:     "20x",
-			benchCount:    1,
-			rssItems:      20,
-			idleRounds:    2,
-			idleBlock:     10,
-			dueItems:      10,
-			dueInvokes:    1,
-			startRepeats:  1,
-			fleetEnvs:     200,
-			fleetHorizon:  20 * time.Minute,
-			fleetRates:    []float64{1},
-			fleetTTLs:     []time.Duration{300 * time.Second},
-			valueBytes:    4096,
+			initItems:      []int{10},
+			initLatencies:  []time.Duration{10 * time.Millisecond},
+			initConns:      []int{3},
+			initRepeats:    1,
+			seqMaxItems:    10,
+			getConcs:       []int{1, 32},
+			pinnedConc:     32,
+			pinnedRound:    100 * time.Millisecond,
+			pinnedRounds:   1,
+			getRound:       50 * time.Millisecond,
+			getRounds:      1,
+			benchtime:      "20x",
+			benchCount:     1,
+			rssItems:       20,
+			idleRounds:     2,
+			idleBlock:      10,
+			dueItems:       10,
+			dueInvokes:     1,
+			startRepeats:   1,
+			fleetEnvs:      200,
+			fleetHorizon:   20 * time.Minute,
+			fleetRates:     []float64{1},
+			fleetTTLs:      []time.Duration{300 * time.Second},
+			valueBytes:     4096,
+			quotaParams:    60,
+			memIdleInvokes: 50, memRefreshEntries: 10, memRefreshCycles: 20, memIdleConns: 600,
 		}
 	}
 	return plan{
-		initItems:     []int{10, 100, 1000},
-		initLatencies: []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond},
-		initConns:     []int{3, 16},
-		initRepeats:   3,
-		seqMaxItems:   1000,
-		getConcs:      []int{1, 32, 128},
-		pinnedConc:    32,
-		pinnedRound:   2 * time.Second,
-		pinnedRounds:  6,
-		getRound:      time.Second,
-		getRounds:     5,
-		benchtime:     "500ms",
-		benchCount:    5,
-		rssItems:      1000,
-		idleRounds:    30,
-		idleBlock:     100,
-		dueItems:      100,
-		dueInvokes:    8,
-		startRepeats:  10,
-		fleetEnvs:     10000,
-		fleetHorizon:  2 * time.Hour,
-		fleetRates:    []float64{0.1, 1, 10},
-		fleetTTLs:     []time.Duration{60 * time.Second, 300 * time.Second, 900 * time.Second},
-		valueBytes:    4096,
+		initItems:      []int{10, 100, 1000},
+		initLatencies:  []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond},
+		initConns:      []int{3, 16},
+		initRepeats:    3,
+		seqMaxItems:    1000,
+		getConcs:       []int{1, 32, 128},
+		pinnedConc:     32,
+		pinnedRound:    2 * time.Second,
+		pinnedRounds:   6,
+		getRound:       time.Second,
+		getRounds:      5,
+		benchtime:      "500ms",
+		benchCount:     5,
+		rssItems:       1000,
+		idleRounds:     30,
+		idleBlock:      100,
+		dueItems:       100,
+		dueInvokes:     8,
+		startRepeats:   10,
+		fleetEnvs:      10000,
+		fleetHorizon:   2 * time.Hour,
+		fleetRates:     []float64{0.1, 1, 10},
+		fleetTTLs:      []time.Duration{60 * time.Second, 300 * time.Second, 900 * time.Second},
+		valueBytes:     4096,
+		quotaParams:    1000,
+		memIdleInvokes: 10000, memRefreshEntries: 10, memRefreshCycles: 10000, memIdleConns: 10000,
 	}
 }
 
@@ -164,6 +175,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		{"get", w.getSection},
 		{"gobench", w.goBenchSection},
 		{"process", w.processSection},
+		{"memory", w.memorySection},
 		{"fleet", w.fleetSection},
 		{"cachescale", w.cacheScaleSection},
 	}
@@ -210,6 +222,7 @@ type world struct {
 	initSecrets, initParams []string // small mixed items, for Init and INVOKE
 	rssSecrets, rssParams   []string // items of plan.valueBytes, for RSS
 	getSecret               string   // the one secret the GET section reads
+	quotaParams             []string // fetched under the emulated SSM quota
 }
 
 // seed creates the items every section reads: small mixed items (half
@@ -226,6 +239,9 @@ func (w *world) seed(ctx context.Context) error {
 		w.rssParams = append(w.rssParams, fmt.Sprintf("/bench/rss/param-%04d", i))
 	}
 	w.getSecret = "bench/get/db"
+	for i := range w.plan.quotaParams {
+		w.quotaParams = append(w.quotaParams, fmt.Sprintf("/bench/quota/param-%04d", i))
+	}
 
 	type job struct {
 		secret      bool
@@ -243,6 +259,9 @@ func (w *world) seed(ctx context.Context) error {
 	}
 	for i, p := range w.rssParams {
 		jobs = append(jobs, job{false, p, filler(fmt.Sprintf("param-%04d:", i), w.plan.valueBytes)})
+	}
+	for i, p := range w.quotaParams {
+		jobs = append(jobs, job{false, p, fmt.Sprintf("quota-value-%04d", i)})
 	}
 	jobs = append(jobs, job{true, w.getSecret, `{"engine":"postgres","host":"db.bench.internal","port":5432,"username":"bench","password":"bench-password"}`})
 
@@ -361,6 +380,7 @@ type binaries struct {
 	extension string // the extension (or -bin)
 	loopFloor string // ./cmd/bench/loopfloor
 	getFloor  string // ./cmd/bench/getfloor
+	loadGen   string // ./cmd/bench itself, run with -loadgen
 }
 
 // binaries builds the programs once per run.
@@ -380,6 +400,10 @@ func (w *world) binaries(ctx context.Context) (*binaries, error) {
 	}
 	b.getFloor = filepath.Join(w.binDir, "getfloor")
 	if _, err := goCmd(ctx, filepath.Join(w.root, "integration"), []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags", "-s -w", "-o", b.getFloor, "./cmd/bench/getfloor"); err != nil {
+		return nil, err
+	}
+	b.loadGen = filepath.Join(w.binDir, "bench")
+	if _, err := goCmd(ctx, filepath.Join(w.root, "integration"), []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-o", b.loadGen, "./cmd/bench"); err != nil {
 		return nil, err
 	}
 	w.bins = b
