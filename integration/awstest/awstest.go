@@ -109,7 +109,7 @@ type AWS struct {
 	calls    map[string]int
 	items    map[string]int
 	faults   []*fault
-	quotas   []*quota // SetQuota's token buckets
+	quotas   []*quota                   // SetQuota's token buckets
 	params   map[string][]*paramVersion // version history by parameter name, oldest first
 	faultSeq int
 	only     map[string]string            // secret or parameter name -> the one role that may read it
