@@ -12,10 +12,11 @@ import (
 // gives a process 1,024 file descriptors; each connection takes one (and
 // some 20 KiB of buffers and stack), and past the limit accept fails, so new
 // requests would wait unanswered while idle keep-alive connections hold
-// every descriptor. A quarter of the limit is as many requests as may be in
-// flight at once (the 257th gets 429), and leaves the rest to the AWS
-// connections and the runtime's own files.
-const DefaultMaxConns = 256
+// every descriptor. Half the limit is twice the requests that may be in
+// flight at once (MaxInFlight's default, 256), so requests past that still
+// get their 429 rather than a closed connection, and leaves the rest to the
+// AWS connections and the runtime's own files.
+const DefaultMaxConns = 512
 
 // conns tracks the server's open connections and, past its bound, closes
 // the one idle the longest (a connection that has not yet sent a request

@@ -264,7 +264,7 @@ func (r *Report) memoryMarkdown(p printer) {
 		p("")
 	}
 	if m.IdleConns > 0 {
-		p("**Idle connections**: %d keep-alive connections opened one after another (one request each), none closed by the client: RSS %.1f MiB before, %.1f MiB with them open (the process holding %d descriptors: the server keeps at most 256 connections, closing the idlest), %.1f MiB after the client closed them. Under Lambda's limit of 1,024 descriptors (`ulimit -n 1024`), after %d idle connections a new request was answered: %v (in %.0f ms).",
+		p("**Idle connections**: %d keep-alive connections opened one after another (one request each), none closed by the client: RSS %.1f MiB before, %.1f MiB with them open (the process holding %d descriptors: the server keeps at most 512 connections, closing the idlest), %.1f MiB after the client closed them. Under Lambda's limit of 1,024 descriptors (`ulimit -n 1024`), after %d idle connections a new request was answered: %v (in %.0f ms).",
 			m.IdleConns, mib(m.ConnsRSSBefore), mib(m.ConnsRSSOpen), m.ConnsOpenAtPeak, mib(m.ConnsRSSClosed), m.FDLimitConns, m.FDLimitAnswered, m.FDLimitLatencyMS)
 		p("")
 	}
