@@ -210,7 +210,7 @@ func (r *Report) cacheScaleMarkdown(p printer) {
 	if cs == nil {
 		return
 	}
-	p("## 6. The cache at scale")
+	p("## 8. The cache at scale")
 	p("")
 	p("In process, the cache alone (no HTTP) over a fetcher that answers at once. **Hits**: reads of a configured item in a full cache by one reader, %v apart, each timed alone; **idle** is the baseline (nothing else happening), **evicting** the same while %d reader(s) of made-up names (lazy fetching, not found) insert as fast as they can, so that every insertion evicts. A hit waits for the cache's lock while an insertion evicts: with O(1) eviction its latency does not grow with the entries.", hitPause, floodReaders)
 	p("")
