@@ -177,6 +177,29 @@ func parseSecretRequest(rawQuery string) (request, error) {
 	return r, q.common(&r)
 }
 
+// parsePathRequest parses a path-route read, GET <prefix><secretId>?query:
+// the id is the path after the prefix (already unescaped), and the query
+// is /secretsmanager/get's, less secretId.
+func parsePathRequest(id, rawQuery string) (request, error) {
+	if id == "" {
+		return request{}, badRequest("MissingParameter", "the path must name a secret after its prefix")
+	}
+	if err := checkName("secretId", id); err != nil {
+		return request{}, err
+	}
+	q, err := parseQuery(rawQuery)
+	if err != nil {
+		return request{}, err
+	}
+	if _, ok := q.get("secretId"); ok {
+		return request{}, badRequest("ConflictingParameters", "the secret is named by the path; give no secretId")
+	}
+	if len(rawQuery) > 0 {
+		rawQuery += "&"
+	}
+	return parseSecretRequest(rawQuery + "secretId=" + url.QueryEscape(id))
+}
+
 // parseParameterRequest parses /systemsmanager/parameters/get's query. A
 // selector may come in the name (name:3, name:label) or as version= / label=.
 func parseParameterRequest(rawQuery string) (request, error) {

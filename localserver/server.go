@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,18 @@ const RegionHeader = "X-Secrets-Prefetch-Region"
 // TokenHeader carries the session token on every request but /ping.
 const TokenHeader = "X-Aws-Parameters-Secrets-Token"
 
+// VaultTokenHeader is accepted as well by default, as the Secrets Manager
+// Agent does, for clients written for HashiCorp Vault's agent.
+const VaultTokenHeader = "X-Vault-Token"
+
+// DefaultTokenHeaders are the headers the token is looked for in unless
+// Options.TokenHeaders says otherwise.
+var DefaultTokenHeaders = []string{TokenHeader, VaultTokenHeader}
+
+// DefaultPathPrefix is the Secrets Manager Agent's path route:
+// GET /v1/<secretId> reads the secret as /secretsmanager/get?secretId= does.
+const DefaultPathPrefix = "/v1/"
+
 // Cache is what the server reads from. *cache.Cache implements it.
 type Cache interface {
 	Get(ctx context.Context, key source.Key, refreshNow bool) (cache.Result, error)
@@ -35,8 +48,15 @@ type Cache interface {
 // Options configure a Server.
 type Options struct {
 	Cache Cache
-	Token string      // the expected TokenHeader value; must not be empty
+	Token string      // the expected token; SetToken replaces it; "" matches nothing
 	Ready func() bool // /ping answers 200 once it returns true
+	// TokenHeaders are the headers a request may carry the token in; the
+	// first one present is checked. Default DefaultTokenHeaders.
+	TokenHeaders []string
+	// PathPrefix is the path route's prefix: GET <PathPrefix><secretId>
+	// answers as /secretsmanager/get?secretId=<secretId>. It must start and
+	// end with '/'; default DefaultPathPrefix.
+	PathPrefix string
 	// MaxInFlight bounds concurrent requests; more get 429 at once.
 	MaxInFlight int
 	// MaxWait is the longest a read may wait for one fetch (the larger
@@ -54,9 +74,10 @@ type Options struct {
 
 // Server is the HTTP API. Its handler is safe for concurrent use.
 type Server struct {
-	opts     Options
-	hasToken bool              // an empty token matches nothing
-	tokenSum [sha256.Size]byte // of the token, for tokenMatches
+	opts Options
+	// tokenSum is the token's digest, for tokenMatches; SetToken swaps it
+	// at run time. Never nil after New.
+	tokenSum atomic.Pointer[tokenDigest]
 	slots    chan struct{}
 	conns    *conns
 	srv      *http.Server
@@ -98,7 +119,19 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = func() bool { return true }
 	}
-	s := &Server{hasToken: o.Token != "", tokenSum: sha256.Sum256([]byte(o.Token)), slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	if len(o.TokenHeaders) == 0 {
+		o.TokenHeaders = DefaultTokenHeaders
+	}
+	canonical := make([]string, len(o.TokenHeaders))
+	for i, name := range o.TokenHeaders {
+		canonical[i] = http.CanonicalHeaderKey(name)
+	}
+	o.TokenHeaders = canonical
+	if o.PathPrefix == "" {
+		o.PathPrefix = DefaultPathPrefix
+	}
+	s := &Server{slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	s.SetToken(o.Token)
 	o.Token = "" // only its digest is kept
 	s.opts = o
 	s.conns = newConns(o.MaxConns, o.Logger)
@@ -265,26 +298,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 		}
 		return http.StatusOK, ""
 	}
-	var got string
-	if v := r.Header[TokenHeader]; len(v) > 0 { // TokenHeader is in canonical form
-		got = v[0]
-	}
+	header, got := s.presented(r.Header)
 	switch {
 	case got == "":
-		return writeError(w, r, http.StatusUnauthorized, "MissingToken", "header "+TokenHeader+" is required"), ""
+		return writeError(w, r, http.StatusUnauthorized, "MissingToken", "header "+s.opts.TokenHeaders[0]+" is required"), ""
 	case !s.tokenMatches(got):
-		return writeError(w, r, http.StatusForbidden, "InvalidToken", "header "+TokenHeader+" does not match the session token"), ""
+		return writeError(w, r, http.StatusForbidden, "InvalidToken", "header "+header+" does not match the session token"), ""
 	}
 
 	var (
 		req request
 		err error
 	)
-	switch r.URL.Path {
-	case "/secretsmanager/get":
+	switch path := r.URL.Path; {
+	case path == "/secretsmanager/get":
 		req, err = parseSecretRequest(r.URL.RawQuery)
-	case "/systemsmanager/parameters/get":
+	case path == "/systemsmanager/parameters/get":
 		req, err = parseParameterRequest(r.URL.RawQuery)
+	case strings.HasPrefix(path, s.opts.PathPrefix):
+		req, err = parsePathRequest(path[len(s.opts.PathPrefix):], r.URL.RawQuery)
 	default:
 		return writeError(w, r, http.StatusNotFound, "UnknownPath", "no such endpoint"), ""
 	}
@@ -337,13 +369,38 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 	return http.StatusOK, xcache
 }
 
+// SetToken replaces the token requests must carry, for a token file that
+// changed; requests from then on are checked against it. "" refuses every
+// request but /ping. Safe to call while serving.
+func (s *Server) SetToken(token string) {
+	s.tokenSum.Store(&tokenDigest{sum: sha256.Sum256([]byte(token)), set: token != ""})
+}
+
+// tokenDigest is a token's SHA-256 digest; set is false for no token.
+type tokenDigest struct {
+	sum [sha256.Size]byte
+	set bool
+}
+
+// presented returns the first of the token headers a request carries, and its
+// value; "" if it carries none.
+func (s *Server) presented(h http.Header) (header, value string) {
+	for _, name := range s.opts.TokenHeaders { // canonical (New): no Get, no allocation
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			return name, v[0]
+		}
+	}
+	return "", ""
+}
+
 // tokenMatches reports, in constant time, whether got is the session token.
 // It compares SHA-256 digests, of fixed length, so that the time taken does
 // not reveal the token's length either (subtle.ConstantTimeCompare returns
 // at once when the lengths differ). A server without a token matches none.
 func (s *Server) tokenMatches(got string) bool {
+	want := s.tokenSum.Load()
 	sum := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && s.hasToken
+	return subtle.ConstantTimeCompare(sum[:], want.sum[:]) == 1 && want.set
 }
 
 func isClientError(err error) bool {
