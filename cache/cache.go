@@ -126,6 +126,9 @@ type Cache struct {
 	// INVOKE before it skips the scan of every entry. Each scan sets it;
 	// setting an entry's refresh point or backoff lowers it.
 	dueAt time.Time
+	// dueSooner receives (without blocking) when dueAt is brought forward,
+	// for a timer sleeping until NextDue (see DueSooner).
+	dueSooner chan struct{}
 
 	hits, misses, stale, errs, refreshes, refreshErrs atomic.Uint64
 }
@@ -224,7 +227,7 @@ func New(o Options) *Cache {
 	if o.PathPatience <= 0 {
 		o.PathPatience = time.Second
 	}
-	return &Cache{opts: o, m: make(map[source.Key]*entry)}
+	return &Cache{opts: o, m: make(map[source.Key]*entry), dueSooner: make(chan struct{}, 1)}
 }
 
 func (c *Cache) ttl(svc source.Service) time.Duration {
@@ -678,7 +681,7 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 			e.retryAt = now.Add(c.backoff(e.failures))
 		}
 		// Due again once the backoff ends (at once if there is none).
-		c.dueAt = earliest(c.dueAt, e.retryAt)
+		c.lowerDue(e.retryAt)
 	}
 	cl.item, cl.err = item, serr
 	if e.call == cl {
@@ -710,7 +713,7 @@ func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
 	ahead := time.Duration(float64(c.ttl(e.key.Service)) * c.opts.RefreshAhead)
 	// Up to 10% earlier, so a fleet started together spreads its refreshes.
 	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
-	c.dueAt = earliest(c.dueAt, e.refreshAt)
+	c.lowerDue(e.refreshAt)
 	c.place(e)
 }
 

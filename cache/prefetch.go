@@ -216,7 +216,47 @@ var ErrCutShort = errors.New("refresh cut short by the caller's deadline")
 // failed: no failure is recorded, no backoff begins, and the entries stay
 // due for the next RefreshDue or read. A ctx already done fetches nothing.
 func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
+	return c.refreshDue(ctx, 0)
+}
+
+// RefreshWithin is RefreshDue for a timer: it also fetches, in the same
+// batches, every entry whose refresh point falls within the jitter window,
+// window times its TTL from now (0.1 in agent mode), so that one wake-up
+// refreshes together the entries a prefetch stored together.
+func (c *Cache) RefreshWithin(ctx context.Context, window float64) RefreshReport {
+	return c.refreshDue(ctx, window)
+}
+
+// NextDue is when RefreshWithin may next find work: no later than the
+// earliest refresh point or backoff end of any entry (a time far ahead when
+// nothing can become due). A timer sleeps until then, and sleeps again
+// from the new NextDue when DueSooner fires.
+func (c *Cache) NextDue() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dueAt
+}
+
+// DueSooner receives a value when NextDue has been brought forward (a value
+// stored or a failure recorded outside a refresh, say). One receiver only.
+func (c *Cache) DueSooner() <-chan struct{} { return c.dueSooner }
+
+// lowerDue brings dueAt forward to t if t is earlier. Requires mu.
+func (c *Cache) lowerDue(t time.Time) {
+	if t.Before(c.dueAt) {
+		c.dueAt = t
+		select {
+		case c.dueSooner <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 	now := c.opts.Now()
+	horizon := func(svc source.Service) time.Time {
+		return now.Add(time.Duration(float64(c.ttl(svc)) * window))
+	}
 	var (
 		keys  []source.Key
 		calls = map[source.Key]*call{}
@@ -226,7 +266,7 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 		return RefreshReport{} // no time left: not even a round trip
 	}
 	c.mu.Lock()
-	if c.closed || now.Before(c.dueAt) {
+	if c.closed || horizon(source.SecretsManager).Before(c.dueAt) && horizon(source.ParameterStore).Before(c.dueAt) {
 		// Nothing can be due yet: no need to look at every entry.
 		c.mu.Unlock()
 		return RefreshReport{}
@@ -240,7 +280,7 @@ func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 			next = earliest(next, e.retryAt)
 			continue
 		}
-		due := e.item != nil && !now.Before(e.refreshAt)
+		due := e.item != nil && !horizon(k.Service).Before(e.refreshAt)
 		retry := e.item == nil && e.err != nil && c.opts.Listed(k)
 		switch {
 		case due || retry:
