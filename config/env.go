@@ -28,6 +28,9 @@ type VarError struct {
 	Value string // the rejected value or list element; "" when the variable is missing
 	Index int    // 1-based position of Value in a comma-separated list; 0 for a whole value
 	Want  string // the valid range or format
+	// Unknown marks a config file key that is not one of the file's keys
+	// (Name is the file and key; Want lists the valid keys).
+	Unknown bool
 }
 
 // maxQuoted bounds how much of a bad value an error repeats, so that a
@@ -36,6 +39,8 @@ const maxQuoted = 128
 
 func (e *VarError) Error() string {
 	switch {
+	case e.Unknown:
+		return fmt.Sprintf("%s: unknown key: want %s", e.Name, e.Want)
 	case e.Index > 0:
 		return fmt.Sprintf("%s: element %d %s is not valid: want %s", e.Name, e.Index, names.Quote(e.Value), e.Want)
 	case e.Value == "":
@@ -96,6 +101,16 @@ func Default() Config {
 // that no caller runs on a half-valid configuration.
 func FromEnv(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
+	c := p.config()
+	c.Token = p.token()
+	if len(p.errs) > 0 {
+		return Config{}, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+// config reads the variables both modes share (all but the token).
+func (p *parser) config() Config {
 	d := Default()
 	// One variable per line; errors are reported in this order.
 	var c Config
@@ -123,11 +138,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.checkRoleCount(c.MaxRoles, c.Secrets, c.Parameters)
 	c.FailoverRegion = p.region(EnvFailover)
 	c.LogJSON = p.logJSON(EnvLogFormat)
-	c.Token = p.token()
-	if len(p.errs) > 0 {
-		return Config{}, errors.Join(p.errs...)
-	}
-	return c, nil
+	return c
 }
 
 // parser reads variables and collects every problem instead of stopping at
