@@ -125,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return initError(ctx, lc, log, errorTypeInitFailed, err)
 	}
-	e := newExtension(cfg, awsCfg, ep, log, o.Now)
+	e := newExtension(cfg, awsCfg, ep, log, o.Now, nil)
 	e.metrics = newEMF(cfg, o, e)
 
 	if listenErr != nil {
@@ -165,7 +165,10 @@ func exitError(ctx context.Context, lc *lifecycle.Client, err error) error {
 	return lc.ExitError(rctx, lifecycle.ErrorTypeRuntimeError, err)
 }
 
-// extension is the running extension's parts.
+// extension is the parts both drivers run: the Lambda event loop (Run) and
+// the agent's refresh timer (RunAgent). They are assembled once, the same
+// way for both; only who pushes refreshes and who decides when to stop
+// differs.
 type extension struct {
 	cfg    config.Config
 	log    *slog.Logger
@@ -180,10 +183,11 @@ type extension struct {
 	ready    atomic.Bool
 }
 
-// newExtension builds the extension around AWS: the source's clients reach
+// newExtension assembles the parts around AWS: the source's clients reach
 // AWS at ep (never this extension itself), and POST / answers the
-// function's own SDK.
-func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log *slog.Logger, now func() time.Time) *extension {
+// function's own SDK. server, if set, edits the local server's options
+// (agent mode's token headers, path prefix, request bound).
+func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log *slog.Logger, now func() time.Time, server func(*localserver.Options)) *extension {
 	src := source.New(source.Options{
 		SecretsManager:      secretsmanager.NewFromConfig(awsCfg, ep.SecretsManagerOptions),
 		SSM:                 ssm.NewFromConfig(awsCfg, ep.SSMOptions),
@@ -210,7 +214,7 @@ func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log
 			HTTPClient: awshttp.NewBuildableClient(),
 			Logger:     log, // (its clock is the wall clock: signatures are dated by it)
 		})
-	})
+	}, server)
 }
 
 // reachClients makes the clients for an ARN of another region (fetched
@@ -250,9 +254,9 @@ func reachClients(awsCfg aws.Config, ep awsapi.Endpoints) source.ClientFactory {
 }
 
 // assemble builds the cache and server around a fetcher. awsAPI, if set,
-// makes the handler of POST / (the AWS API endpoint) around the cache.
-func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache) http.Handler) *extension {
-
+// makes the handler of POST / (the AWS API endpoint) around the cache;
+// server, if set, edits the local server's options.
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache) http.Handler, server ...func(*localserver.Options)) *extension {
 	e := &extension{cfg: cfg, log: log, fetcher: f}
 	if now == nil {
 		now = time.Now
@@ -281,14 +285,20 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 		api = awsAPI(e.cache)
 	}
 	e.listings.cache = e.cache
-	e.server = localserver.New(localserver.Options{
+	so := localserver.Options{
 		Cache:   e.cache,
 		AWSAPI:  api,
 		Token:   cfg.Token,
 		Ready:   e.ready.Load,
 		MaxWait: e.cache.MaxWait(),
 		Logger:  log,
-	})
+	}
+	for _, edit := range server {
+		if edit != nil {
+			edit(&so)
+		}
+	}
+	e.server = localserver.New(so)
 	e.files = zerocode.NewFiles(zerocode.FilesOptions{Entries: cfg.FileMapping, Source: e.cache, Logger: log})
 	return e
 }
@@ -503,12 +513,8 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 // fetch straddles a freeze. It is bounded by the refresh timeout and the
 // invoke's deadline.
 func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
-	to := max(e.cfg.SecretsTimeout, e.cfg.ParamsTimeout)
-	if to == 0 {
-		to = defaultRefreshTO
-	}
 	start := time.Now()
-	deadline := start.Add(to)
+	deadline := start.Add(e.refreshTimeout())
 	var cause error // nil: the deadline bounds AWS, and a fetch it ends failed
 	if d := ev.Deadline(); !d.IsZero() && d.Add(-invokeMargin).Before(deadline) {
 		// The invoke's end comes first: what it cuts short is not the
@@ -519,23 +525,45 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 			return
 		}
 	}
+	e.refreshUntil(ctx, deadline, cause, 0, "requestId", ev.RequestID)
+}
+
+// refreshTimeout bounds one round of refreshes: the larger service timeout.
+func (e *extension) refreshTimeout() time.Duration {
+	to := max(e.cfg.SecretsTimeout, e.cfg.ParamsTimeout)
+	if to == 0 {
+		to = defaultRefreshTO
+	}
+	return to
+}
+
+// refreshUntil refreshes what is due (and, for window > 0, what falls due
+// within window times its TTL), bounded by deadline (with cause, see
+// refresh), for either driver. attrs tag its log lines.
+func (e *extension) refreshUntil(ctx context.Context, deadline time.Time, cause error, window float64, attrs ...any) cache.RefreshReport {
+	start := time.Now()
 	rctx, cancel := context.WithDeadlineCause(ctx, deadline, cause)
 	defer cancel()
 	// Paths and selections first: what they bring is fresh, and what they
 	// drop is not refreshed for nothing.
 	lrep := e.listings.refreshDue(rctx)
 	if lrep.Listed > 0 {
-		e.log.Debug("listed again", "requestId", ev.RequestID, "listings", lrep.Listed, "joined", lrep.Joined, "left", lrep.Left)
+		e.log.Debug("listed again", append(attrs, "listings", lrep.Listed, "joined", lrep.Joined, "left", lrep.Left)...)
 	}
 	for name, err := range lrep.Errors {
 		e.log.Warn("listing again failed; its items stay as they were", "listing", name, "error", err)
 	}
-	rep := e.cache.RefreshDue(rctx)
+	var rep cache.RefreshReport
+	if window > 0 {
+		rep = e.cache.RefreshWithin(rctx, window)
+	} else {
+		rep = e.cache.RefreshDue(rctx)
+	}
 	if rep.Due > 0 {
-		e.log.Debug("refreshed", "requestId", ev.RequestID, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "deferred", rep.Deferred, "duration_ms", time.Since(start).Milliseconds())
+		e.log.Debug("refreshed", append(attrs, "due", rep.Due, "refreshed", rep.Refreshed, "failed", rep.Failed, "deferred", rep.Deferred, "duration_ms", time.Since(start).Milliseconds())...)
 	}
 	if rep.Deferred > 0 {
-		e.log.Debug("refresh cut short by the invoke's deadline; the items stay due", "requestId", ev.RequestID, "deferred", rep.Deferred)
+		e.log.Debug("refresh cut short by the invoke's deadline; the items stay due", append(attrs, "deferred", rep.Deferred)...)
 	}
 	for k, err := range rep.Errors {
 		e.log.Warn("refresh failed; the cached value is served within the stale bound", "item", k.String(), "code", err.Code, "class", err.Class.String(), "error", err.Message)
@@ -545,6 +573,7 @@ func (e *extension) refresh(ctx context.Context, ev lifecycle.Event) {
 		// the file keeps its last value.
 		e.files.Write(rctx)
 	}
+	return rep
 }
 
 // stopWithin stops within d, for a stop no SHUTDOWN event gave a deadline.
@@ -568,11 +597,19 @@ func (e *extension) stop(ctx context.Context) {
 // loadAWS builds the SDK configuration from the environment (region,
 // credentials, AWS_ENDPOINT_URL_*), with a connection per call the source
 // may have in flight: reads' (MaxConnections) and prefetches' (Concurrency).
-func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
+func loadAWS(ctx context.Context, cfg config.Config, extra ...func(*awsconfig.LoadOptions) error) (aws.Config, error) {
+	return loadAWSWith(ctx, cfg, nil, extra...)
+}
+
+// loadAWSWith is loadAWS with a change to the HTTP transport.
+func loadAWSWith(ctx context.Context, cfg config.Config, transport func(*http.Transport), extra ...func(*awsconfig.LoadOptions) error) (aws.Config, error) {
 	conns := cfg.MaxConnections + cfg.Concurrency
 	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxConnsPerHost = conns
 		t.MaxIdleConnsPerHost = conns
+		if transport != nil {
+			transport(t)
+		}
 	})
 	// Retries back off with jitter, but briefly: a function is waiting, and a
 	// stale value (or the next INVOKE) beats a long wait.
@@ -582,5 +619,5 @@ func loadAWS(ctx context.Context, cfg config.Config) (aws.Config, error) {
 			o.MaxBackoff = time.Second
 		})
 	}
-	return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(hc), awsconfig.WithRetryer(retryer))
+	return awsconfig.LoadDefaultConfig(ctx, append([]func(*awsconfig.LoadOptions) error{awsconfig.WithHTTPClient(hc), awsconfig.WithRetryer(retryer)}, extra...)...)
 }

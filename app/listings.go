@@ -289,3 +289,17 @@ func (l *listings) memberElsewhere(li *listing, k source.Key) bool {
 	}
 	return false
 }
+
+// nextDue is when refreshDue next finds a listing due, for the agent's
+// timer; the zero time when none ever is.
+func (l *listings) nextDue() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var next time.Time
+	for _, li := range l.lists {
+		if !li.running && !li.next.IsZero() && (next.IsZero() || li.next.Before(next)) {
+			next = li.next
+		}
+	}
+	return next
+}

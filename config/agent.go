@@ -169,3 +169,23 @@ func (a Agent) String() string {
 	return fmt.Sprintf("{Config:%v Listen:%s MetricsListen:%s ShutdownTimeout:%v TokenVar:%s TokenFile:%s TokenHeaders:%v PathPrefix:%s MaxInFlight:%d Region:%s}",
 		a.Config, a.Listen, a.MetricsListen, a.ShutdownTimeout, a.TokenVar, a.TokenFile, a.TokenHeaders, a.PathPrefix, a.MaxInFlight, a.Region)
 }
+
+// ListenAddress is agent mode's listen address alone, from the same
+// variables and file as AgentFromEnv, for the healthcheck command: it
+// needs neither the token nor the rest of the configuration to be valid.
+func ListenAddress(getenv func(string) string, f *File) (string, error) {
+	if f != nil {
+		getenv = f.layer(getenv)
+	}
+	p := parser{getenv: getenv}
+	port := p.integer(EnvHTTPPort, 1, 65535, Default().HTTPPort, "a whole number")
+	addr := p.listen(EnvListen, net.JoinHostPort(defaultListenHost, strconv.Itoa(port)))
+	errs := p.errs
+	if f != nil {
+		errs = f.rename(errs)
+	}
+	if len(errs) > 0 {
+		return "", errors.Join(errs...)
+	}
+	return addr, nil
+}
