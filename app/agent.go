@@ -269,4 +269,3 @@ func (e *extension) timerLoop(ctx context.Context, o AgentOptions) {
 		}
 	}
 }
-
