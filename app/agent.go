@@ -244,6 +244,12 @@ func (e *extension) timerLoop(ctx context.Context, o AgentOptions) {
 		newTimer = func(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
 	}
 	for {
+		// A signal pending from before (this loop's own refresh stored the
+		// values it fetched) is accounted for by the NextDue read below.
+		select {
+		case <-e.cache.DueSooner():
+		default:
+		}
 		next := e.cache.NextDue()
 		if ln := e.listings.nextDue(); !ln.IsZero() && ln.Before(next) {
 			next = ln // a path or selection to list again first
