@@ -274,7 +274,7 @@ func TestWatchToken(t *testing.T) {
 	wait("two")
 	write("token", "three\n")
 	wait("three")
-	write("token", "  ")        // emptied: kept
+	write("token", "  ")         // emptied: kept
 	write("other-file", "noise") // a change in the directory: the token is read, unchanged
 	write("token", "four")
 	wait("four")
