@@ -87,7 +87,7 @@ func newTimerHarness(t testing.TB, n int) *timerHarness {
 		f:         &batchFetcher{},
 		clock:     &benchClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 		armed:     make(chan *testTimer, 1),
-		refreshed: make(chan cache.RefreshReport, 1),
+		refreshed: make(chan cache.RefreshReport), // unbuffered: a report is taken before the next timer is armed
 		done:      make(chan struct{}),
 	}
 	h.e = assemble(cfg, h.f, slog.New(slog.DiscardHandler), h.clock.now)
@@ -102,10 +102,18 @@ func newTimerHarness(t testing.TB, n int) *timerHarness {
 			Now: h.clock.now,
 			NewTimer: func(d time.Duration) Timer {
 				tm := &testTimer{d: d, c: make(chan time.Time, 1)}
-				h.armed <- tm
+				select {
+				case h.armed <- tm:
+				case <-ctx.Done():
+				}
 				return tm
 			},
-			Refreshed: func(r cache.RefreshReport) { h.refreshed <- r },
+			Refreshed: func(r cache.RefreshReport) {
+				select {
+				case h.refreshed <- r:
+				case <-ctx.Done():
+				}
+			},
 		})
 	}()
 	t.Cleanup(func() { stop(); <-h.done })

@@ -395,7 +395,7 @@ func (c *Cache) postpone(cl *call) {
 	if !c.closed {
 		c.place(cl.e)
 	}
-	c.dueAt = earliest(c.dueAt, c.opts.Now())
+	c.lowerDue(c.opts.Now())
 	cl.err = serr
 	c.mu.Unlock()
 	close(cl.done)

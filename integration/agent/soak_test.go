@@ -159,7 +159,7 @@ func TestSoakTimerDriver(t *testing.T) {
 	}
 	clock := &soakClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	armed := make(chan *soakTimer, 1)
-	refreshed := make(chan cache.RefreshReport, 1)
+	refreshed := make(chan cache.RefreshReport) // unbuffered: a report is taken before the next timer is armed
 	ready := make(chan struct{})
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -173,10 +173,18 @@ func TestSoakTimerDriver(t *testing.T) {
 			Now:      clock.Now,
 			NewTimer: func(d time.Duration) app.Timer {
 				t := &soakTimer{d: d, c: make(chan time.Time, 1)}
-				armed <- t
+				select {
+				case armed <- t:
+				case <-runCtx.Done():
+				}
 				return t
 			},
-			Refreshed: func(r cache.RefreshReport) { refreshed <- r },
+			Refreshed: func(r cache.RefreshReport) {
+				select {
+				case refreshed <- r:
+				case <-runCtx.Done():
+				}
+			},
 			AWSConfig: func(c *aws.Config) { c.Credentials = creds },
 		})
 	}()
