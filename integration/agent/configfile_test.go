@@ -115,6 +115,11 @@ shutdown_timeout_millis = 8000
 			t.Errorf("/metrics lacks %q:\n%s", want, m.body)
 		}
 	}
+	for _, leak := range []string{"/app/", "api-v1", "a-v1", "b-v1"} {
+		if strings.Contains(m.body, leak) {
+			t.Errorf("/metrics shows %q: it must carry counts only", leak)
+		}
+	}
 	// The healthcheck reads the address from the same file.
 	if code := start(t, env, "healthcheck", "--config", file).exitCode(t); code != 0 {
 		t.Errorf("healthcheck --config: exit %d, want 0", code)
