@@ -90,7 +90,7 @@ func newTimerHarness(t testing.TB, n int) *timerHarness {
 		refreshed: make(chan cache.RefreshReport), // unbuffered: a report is taken before the next timer is armed
 		done:      make(chan struct{}),
 	}
-	h.e = assemble(cfg, h.f, slog.New(slog.DiscardHandler), h.clock.now)
+	h.e = assemble(cfg, h.f, slog.New(slog.DiscardHandler), h.clock.now, nil)
 	if rep := h.e.cache.Prefetch(context.Background(), keys, nil); rep.Fetched != n {
 		t.Fatalf("prefetched %d of %d", rep.Fetched, n)
 	}
