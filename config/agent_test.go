@@ -106,6 +106,9 @@ files = "/tmp/db.json=secret:db"
 listen = "127.0.0.1:9000"
 metrics_listen = "127.0.0.1:9102"
 shutdown_timeout_millis = 3000
+concurrency = 8
+max_roles = 5
+failover_region = "us-west-2"
 `
 
 func TestAgentFile(t *testing.T) {
@@ -121,7 +124,8 @@ func TestAgentFile(t *testing.T) {
 	if c.LogLevel != LogDebug || c.HTTPPort != 8443 || c.SecretsTTL != 120*time.Second || c.ParametersTTL != 120*time.Second ||
 		c.CacheSize != 50 || !slices.Equal(c.Secrets, []string{"db", "api"}) || !slices.Equal(c.Parameters, []string{"/flag"}) ||
 		len(c.ParameterPaths) != 1 || !c.Required || c.InitTimeout != 2*time.Second || c.RefreshAhead != 0.5 ||
-		c.StaleIfError != time.Minute || c.Lazy || len(c.FileMapping) != 1 {
+		c.StaleIfError != time.Minute || c.Lazy || len(c.FileMapping) != 1 || c.Concurrency != 8 || c.MaxRoles != 5 ||
+		c.FailoverRegion != "us-west-2" {
 		t.Errorf("shared settings from the file: %v", c)
 	}
 	if a.Region != "eu-west-1" || !slices.Equal(a.TokenHeaders, []string{"X-My-Token", "X-Vault-Token"}) ||

@@ -64,6 +64,9 @@ var prefetchKeys = map[string]fileKey{
 	"listen":                  {"string", []string{EnvListen}, "host:port, e.g. 127.0.0.1:2773"},
 	"metrics_listen":          {"string", []string{EnvMetricsListen}, "host:port, e.g. 127.0.0.1:9102"},
 	"shutdown_timeout_millis": {"integer", []string{EnvShutdownTimeout}, "whole milliseconds from 1 to 600000"},
+	"concurrency":             {"integer", []string{EnvConcurrency}, "a whole number from 1 to 256"},
+	"max_roles":               {"integer", []string{EnvMaxRoles}, "a whole number from 1 to 1000"},
+	"failover_region":         {"string", []string{EnvFailover}, "an AWS region name, e.g. us-west-2"},
 }
 
 // prefetchTable is the name of our table in the file.

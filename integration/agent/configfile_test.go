@@ -47,6 +47,9 @@ files = "%s=secret:db#user"
 listen = "%s"
 metrics_listen = "%s"
 shutdown_timeout_millis = 8000
+concurrency = 4
+max_roles = 3
+failover_region = "us-west-2"
 `, out, addr, metricsAddr)
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
