@@ -44,6 +44,11 @@ type listing struct {
 	members map[source.Key]bool
 	next    time.Time // when it is due again
 	running bool
+	// retryAt is, after failures in a row, when the agent's timer lists it
+	// again (a jittered backoff, so that an outage does not spin the timer);
+	// an INVOKE still tries at the next event.
+	failures int
+	retryAt  time.Time
 }
 
 func newListings(cfg config.Config, f cache.Fetcher, static func(source.Key) bool, now func() time.Time) *listings {
@@ -253,8 +258,12 @@ func (l *listings) relist(ctx context.Context, li *listing) (joined, left int, e
 	li.running = false
 	if err != nil {
 		// Tried again at the next refresh: the members stay as they were.
+		li.failures++
+		d := min(time.Second<<min(li.failures-1, 9), 5*time.Minute)
+		li.retryAt = l.now().Add(d/2 + time.Duration(float64(d/2)*rand.Float64()))
 		return 0, 0, err
 	}
+	li.failures, li.retryAt = 0, time.Time{}
 	var fresh []source.Key
 	for k := range found {
 		if !li.members[k] {
@@ -297,8 +306,15 @@ func (l *listings) nextDue() time.Time {
 	defer l.mu.Unlock()
 	var next time.Time
 	for _, li := range l.lists {
-		if !li.running && !li.next.IsZero() && (next.IsZero() || li.next.Before(next)) {
-			next = li.next
+		if li.running || li.next.IsZero() {
+			continue
+		}
+		at := li.next
+		if li.retryAt.After(at) {
+			at = li.retryAt
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
 		}
 	}
 	return next
