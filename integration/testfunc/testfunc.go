@@ -6,6 +6,8 @@
 // that decode its responses, so both sides agree on one contract.
 package testfunc
 
+import "encoding/json"
+
 // Request is an invoke payload: what to read from the extension.
 type Request struct {
 	Secrets    []string `json:"secrets,omitempty"`
@@ -40,4 +42,19 @@ type Read struct {
 	Value          string  `json:"value"`
 	LatencyMillis  float64 `json:"latencyMillis"`
 	TransportError string  `json:"transportError,omitempty"`
+}
+
+// SDKCall is one call the SDK test function (./sdkfunc) makes: an operation
+// of Secrets Manager or SSM and its input, as the SDK's input struct in JSON.
+type SDKCall struct {
+	Op    string          `json:"op"`
+	Input json.RawMessage `json:"input"`
+}
+
+// SDKResult is one call's outcome: the SDK's output struct as JSON (without
+// its ResultMetadata), or the API error code, or another error.
+type SDKResult struct {
+	Output    json.RawMessage `json:"output,omitempty"`
+	ErrorCode string          `json:"errorCode,omitempty"`
+	Error     string          `json:"error,omitempty"`
 }
