@@ -42,6 +42,7 @@ func TestSmoke(t *testing.T) {
 		"## 4. Per-INVOKE cost", "BenchmarkRefreshDue", "BenchmarkInvokeCycle", "## 5. Footprint", "stripped binary", "**Registration.**",
 		"## 6. Memory", "as shipped (GOGC=25)", "**Idle connections**",
 		"## 7. Fleet simulation", "no jitter", "## Reproduce", "make bench",
+		"## 9. The function's SDK, unchanged", "SDK alone (no-op transport)",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("the report lacks %q", want)
@@ -65,6 +66,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if !fetchers["secrets-prefetch"] || !fetchers["sequential"] {
 		t.Errorf("init fetchers %v", fetchers)
+	}
+	if s := got.SDKAPI; s == nil || len(s.Targets) != 3 || s.Targets[0].P50us <= 0 || s.Targets[2].P50us <= 0 {
+		t.Errorf("SDK through the AWS API endpoint: %+v", got.SDKAPI)
 	}
 	if len(got.Get) == 0 || got.Get[0].Extension.RPS <= 0 || got.Get[0].Floor.RPS <= 0 {
 		t.Errorf("cached GET: %+v", got.Get)

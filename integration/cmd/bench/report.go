@@ -34,6 +34,9 @@ type Report struct {
 
 	// CacheScale is section 6 (cachescale.go).
 	CacheScale *CacheScale `json:"cache_scale,omitempty"`
+
+	// SDKAPI is the AWS API endpoint section (sdkapibench.go).
+	SDKAPI *SDKAPIResult `json:"sdk_api,omitempty"`
 }
 
 // Machine is where the run happened.
@@ -192,6 +195,7 @@ func (r *Report) Markdown() string {
 	r.memoryMarkdown(p)
 	r.fleetMarkdown(p)
 	r.cacheScaleMarkdown(p)
+	r.sdkapiMarkdown(p)
 
 	p("## Reproduce")
 	p("")

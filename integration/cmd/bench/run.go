@@ -19,7 +19,7 @@ import (
 )
 
 // sectionNames are the report's sections, in order, as -only names them.
-var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "memory", "fleet", "cachescale"}
+var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "memory", "fleet", "cachescale", "sdkapi"}
 
 // options are the command line.
 type options struct {
@@ -178,6 +178,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		{"memory", w.memorySection},
 		{"fleet", w.fleetSection},
 		{"cachescale", w.cacheScaleSection},
+		{"sdkapi", w.sdkapiSection}, // sdkapibench.go
 	}
 	only := map[string]bool{}
 	for _, s := range strings.Split(o.only, ",") {
