@@ -202,9 +202,10 @@ func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log
 		ParametersTimeout:   cfg.ParamsTimeout,
 		Logger:              log,
 	})
-	return assemble(cfg, src, log, now, func(c *cache.Cache) http.Handler {
+	return assemble(cfg, src, log, now, func(c *cache.Cache, paths awsapi.Paths) http.Handler {
 		return awsapi.New(awsapi.Options{
 			Cache:                  c,
+			Paths:                  paths,
 			Credentials:            awsCfg.Credentials,
 			Region:                 awsCfg.Region,
 			SecretsManagerEndpoint: ep.SecretsManagerURL,
@@ -254,9 +255,9 @@ func reachClients(awsCfg aws.Config, ep awsapi.Endpoints) source.ClientFactory {
 }
 
 // assemble builds the cache and server around a fetcher. awsAPI, if set,
-// makes the handler of POST / (the AWS API endpoint) around the cache;
-// server, if set, edits the local server's options.
-func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache) http.Handler, server ...func(*localserver.Options)) *extension {
+// makes the handler of POST / (the AWS API endpoint) around the cache and
+// the paths' listings; server, if set, edits the local server's options.
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache, awsapi.Paths) http.Handler, server ...func(*localserver.Options)) *extension {
 	e := &extension{cfg: cfg, log: log, fetcher: f}
 	if now == nil {
 		now = time.Now
@@ -282,7 +283,7 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 	})
 	var api http.Handler
 	if awsAPI != nil {
-		api = awsAPI(e.cache)
+		api = awsAPI(e.cache, e.listings)
 	}
 	e.listings.cache = e.cache
 	so := localserver.Options{

@@ -32,6 +32,7 @@ type listings struct {
 	// every is how long after a listing it is due again: the refresh-ahead
 	// point of its items, less up to 10% so a fleet spreads its calls.
 	secretsEvery, paramsEvery time.Duration
+	paramsTTL                 time.Duration // how long a path's listing is current
 
 	mu    sync.Mutex // protects the fields below
 	lists []*listing
@@ -49,6 +50,10 @@ type listing struct {
 	// an INVOKE still tries at the next event.
 	failures int
 	retryAt  time.Time
+	// listedAt is when members were last found; stale is set when a write
+	// under the path went through the AWS API endpoint since (awsapipaths.go).
+	listedAt time.Time
+	stale    bool
 }
 
 func newListings(cfg config.Config, f cache.Fetcher, static func(source.Key) bool, now func() time.Time) *listings {
@@ -56,8 +61,9 @@ func newListings(cfg config.Config, f cache.Fetcher, static func(source.Key) boo
 	l.sels, _ = f.(selectionLister)
 	ahead := func(ttl time.Duration) time.Duration { return time.Duration(float64(ttl) * cfg.RefreshAhead) }
 	l.secretsEvery, l.paramsEvery = ahead(cfg.SecretsTTL), ahead(cfg.ParametersTTL)
+	l.paramsTTL = cfg.ParametersTTL
 	if !cfg.CacheEnabled {
-		l.secretsEvery, l.paramsEvery = 0, 0
+		l.secretsEvery, l.paramsEvery, l.paramsTTL = 0, 0, 0
 	}
 	for _, p := range cfg.ParameterPaths {
 		l.lists = append(l.lists, &listing{path: &cache.Path{Prefix: p.Prefix, Recursive: p.Recursive}, members: map[source.Key]bool{}})
@@ -116,6 +122,7 @@ func (l *listings) settle(p cache.Path, found map[source.Key]bool) {
 		if li.path != nil && *li.path == p && li.next.IsZero() {
 			li.members = found
 			li.next = l.due(li)
+			li.listedAt = l.now()
 		}
 	}
 }
@@ -279,6 +286,7 @@ func (l *listings) relist(ctx context.Context, li *listing) (joined, left int, e
 	}
 	li.members = found
 	li.next = l.due(li)
+	li.listedAt, li.stale = l.now(), false
 	if li.sel != nil && len(fresh) > 0 {
 		// Outside mu: the fetch calls AWS. New members are fetched in
 		// batches, like the prefetch.

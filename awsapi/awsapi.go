@@ -38,9 +38,23 @@ type Cache interface {
 	Invalidate(match func(source.Key, *source.Item) bool) int
 }
 
+// Paths knows the parameters under each prefetched path, for
+// GetParametersByPath.
+type Paths interface {
+	// ListPath returns the names under p as last listed, sorted; false when
+	// p is not a prefetched path or its listing is not current.
+	ListPath(p cache.Path) ([]string, bool)
+	// StalePaths marks the listings of the paths holding name as no longer
+	// current: after a write of name went to AWS.
+	StalePaths(name string)
+}
+
 // Options configure a Handler.
 type Options struct {
 	Cache Cache
+	// Paths, if set, serves GetParametersByPath of prefetched paths (else
+	// it is forwarded).
+	Paths Paths
 	// Credentials are the extension's own: requests must be signed with
 	// them, and forwarded requests are signed again with them.
 	Credentials aws.CredentialsProvider
@@ -117,6 +131,7 @@ func New(o Options) *Handler {
 		"secretsmanager.BatchGetSecretValue": (*Handler).batchGetSecretValue,
 		"AmazonSSM.GetParameter":             (*Handler).getParameter,
 		"AmazonSSM.GetParameters":            (*Handler).getParameters,
+		"AmazonSSM.GetParametersByPath":      (*Handler).getParametersByPath,
 	}
 	return h
 }

@@ -306,3 +306,56 @@ func sameKeys(a, b []source.Key) bool {
 	}
 	return true
 }
+
+// GetParametersByPath of a prefetched path is answered from its listing and
+// the cached parameters, paged as the SDK's paginator reads it; any other
+// form is forwarded.
+func TestGetParametersByPath(t *testing.T) {
+	w := newWorld(t)
+	w.cache.put(t, source.ParameterKey("/app/url"))
+	w.cache.put(t, source.ParameterKey("/app/key"))
+	w.cache.paths[cache.Path{Prefix: "/app", Recursive: true}] = []string{"/app/gone", "/app/key", "/app/url"}
+	ps := w.ssm(testCreds)
+	for _, path := range []string{"/app", "/app/"} {
+		var got []ssmtypes.Parameter
+		pages := 0
+		pg := ssm.NewGetParametersByPathPaginator(ps, &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(true), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(1)})
+		for pg.HasMorePages() {
+			out, err := pg.NextPage(context.Background())
+			if err != nil {
+				t.Fatalf("%s page %d: %v", path, pages, err)
+			}
+			pages++
+			got = append(got, out.Parameters...)
+		}
+		if pages != 3 || !reflect.DeepEqual(got, []ssmtypes.Parameter{testSecure, testParam}) {
+			t.Errorf("%s: %d pages, %+v", path, pages, got)
+		}
+	}
+	if len(w.fwd) != 0 {
+		t.Fatalf("served pages forwarded %d requests", len(w.fwd))
+	}
+	for _, body := range []string{
+		`{"Path":"/app","Recursive":false}`, // not the prefetched path
+		`{"Path":"/app","Recursive":true,"ParameterFilters":[{"Key":"Type","Values":["String"]}]}`,
+		`{"Path":"/app","Recursive":true,"NextToken":"AAAA-an-aws-token"}`,
+		`{"Path":"/app","Recursive":true,"MaxResults":11}`,
+	} {
+		n := len(w.fwd)
+		resp, err := http.DefaultClient.Do(w.signed(t, "AmazonSSM.GetParametersByPath", body, testCreds, "ssm", testRegion, time.Now()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(w.fwd) != n+1 {
+			t.Errorf("%s: not forwarded", body)
+		}
+	}
+	// A parameter write makes the listings holding it stale.
+	if _, err := ps.PutParameter(context.Background(), &ssm.PutParameterInput{Name: aws.String("/app/new"), Value: aws.String("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(w.cache.stale, []string{"/app/new"}) {
+		t.Errorf("StalePaths calls %v, want /app/new", w.cache.stale)
+	}
+}

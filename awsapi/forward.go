@@ -145,6 +145,12 @@ func (h *Handler) invalidate(svc *service, op string, req, answer []byte) int {
 			return named[id] || it != nil && (named[it.ARN] || k.Service == source.SecretsManager && named[it.Name])
 		})
 	case svc == h.ssm && parameterWrites[op]:
+		// A listing of a path holding the name is out of date too.
+		if h.opts.Paths != nil {
+			for n := range named {
+				h.opts.Paths.StalePaths(n)
+			}
+		}
 		return h.opts.Cache.Invalidate(func(k source.Key, it *source.Item) bool {
 			return k.Service == source.ParameterStore && (named[k.ID] || it != nil && (named[it.Name] || named[it.ARN]))
 		})

@@ -103,10 +103,12 @@ type fakeCache struct {
 	errs    map[source.Key]error
 	reads   []source.Key
 	dropped []source.Key
+	paths   map[cache.Path][]string // listings
+	stale   []string                // StalePaths calls
 }
 
 func newFakeCache() *fakeCache {
-	return &fakeCache{items: map[source.Key]*source.Item{}, errs: map[source.Key]error{}}
+	return &fakeCache{items: map[source.Key]*source.Item{}, errs: map[source.Key]error{}, paths: map[cache.Path][]string{}}
 }
 
 func (c *fakeCache) Get(_ context.Context, key source.Key, _ bool) (cache.Result, error) {
@@ -134,6 +136,19 @@ func (c *fakeCache) Invalidate(match func(source.Key, *source.Item) bool) int {
 		}
 	}
 	return n
+}
+
+func (c *fakeCache) ListPath(p cache.Path) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.paths[p]
+	return l, ok
+}
+
+func (c *fakeCache) StalePaths(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stale = append(c.stale, name)
 }
 
 func (c *fakeCache) put(t testing.TB, key source.Key) {
@@ -180,7 +195,7 @@ func newWorld(t *testing.T) *world {
 	}))
 	t.Cleanup(w.upstream.Close)
 	w.h = New(Options{
-		Cache: w.cache, Credentials: aws.NewCredentialsCache(credentials.StaticCredentialsProvider{Value: testCreds}), Region: testRegion,
+		Cache: w.cache, Paths: w.cache, Credentials: aws.NewCredentialsCache(credentials.StaticCredentialsProvider{Value: testCreds}), Region: testRegion,
 		SecretsManagerEndpoint: w.upstream.URL, SSMEndpoint: w.upstream.URL,
 	})
 	w.srv = httptest.NewServer(w.h)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -230,6 +232,82 @@ func (h *Handler) getParameters(ctx context.Context, w http.ResponseWriter, body
 	}
 	h.logBatch("GetParameters", outs)
 	return h.answer(w, h.ssm, ssmschemas.GetParameters, out, ssmschemas.GetParametersResult, 0)
+}
+
+// pageToken is the NextToken of a served GetParametersByPath page: where
+// the next page starts in the path's listing. Its prefix tells it from
+// AWS's own tokens (which are forwarded).
+const pageToken = "secrets-prefetch-page:"
+
+// getParametersByPath serves AmazonSSM.GetParametersByPath of a prefetched
+// path (the same Path and Recursive), without ParameterFilters, from the
+// path's listing and the cached parameters.
+func (h *Handler) getParametersByPath(ctx context.Context, w http.ResponseWriter, body []byte) bool {
+	var in ssm.GetParametersByPathInput
+	if decodeInput(body, ssmschemas.GetParametersByPathRequest, &in) != nil {
+		return false
+	}
+	path := aws.ToString(in.Path)
+	if in.ParameterFilters != nil || !strings.HasPrefix(path, "/") || len(path) > maxIDLen || !names.Printable(path) {
+		return false
+	}
+	if path != "/" {
+		path = strings.TrimSuffix(path, "/")
+	}
+	size := maxBatchParams
+	if in.MaxResults != nil {
+		if *in.MaxResults < 1 || *in.MaxResults > maxBatchParams {
+			return false
+		}
+		size = int(*in.MaxResults)
+	}
+	start := 0
+	if in.NextToken != nil {
+		n, err := strconv.Atoi(strings.TrimPrefix(*in.NextToken, pageToken))
+		if !strings.HasPrefix(*in.NextToken, pageToken) || err != nil || n < 0 {
+			return false // AWS's own token: AWS answers
+		}
+		start = n
+	}
+	if h.opts.Paths == nil {
+		return false
+	}
+	listed, ok := h.opts.Paths.ListPath(cache.Path{Prefix: path, Recursive: aws.ToBool(in.Recursive)})
+	if !ok {
+		return false // not a prefetched path, or its listing is not current: AWS answers
+	}
+	start = min(start, len(listed))
+	page := listed[start:min(start+size, len(listed))]
+	keys := make([]source.Key, len(page))
+	for i, n := range page {
+		keys[i] = source.Key{Service: source.ParameterStore, ID: n, Decrypt: aws.ToBool(in.WithDecryption)}
+	}
+	outs := h.readAll(ctx, keys)
+	out := &ssm.GetParametersByPathOutput{Parameters: []ssmtypes.Parameter{}}
+	for i, o := range outs {
+		var serr *source.Error
+		switch {
+		case errors.Is(o.err, cache.ErrNotConfigured):
+			return false
+		case o.err == nil:
+			p, err := o.res.Item.Parameter()
+			if err != nil {
+				return h.internal(w, h.ssm, err)
+			}
+			out.Parameters = append(out.Parameters, p)
+		case errors.As(o.err, &serr) && serr.Class == source.ClassNotFound:
+			// Deleted since the path was listed: no longer under it.
+		default:
+			h.logRead("GetParametersByPath", keys[i], "", o.err)
+			writeError(w, readError(h.ssm, o.err))
+			return true
+		}
+	}
+	if start+size < len(listed) {
+		out.NextToken = aws.String(pageToken + strconv.Itoa(start+size))
+	}
+	h.logBatch("GetParametersByPath", outs)
+	return h.answer(w, h.ssm, ssmschemas.GetParametersByPath, out, ssmschemas.GetParametersByPathResult, 0)
 }
 
 // readAll reads keys from the cache concurrently.

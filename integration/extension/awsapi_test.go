@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -122,9 +124,28 @@ func TestSDKUnchanged(t *testing.T) {
 	if err != nil || aws.ToString(ct.Parameter.Value) == "secure value" || ct.Parameter.Type != ssmtypes.ParameterTypeSecureString {
 		t.Errorf("SecureString without decryption: %+v %v", ct, err)
 	}
-	byPath, err := viaSSM.GetParametersByPath(ctx, &ssm.GetParametersByPathInput{Path: aws.String("/sdk/tree"), Recursive: aws.Bool(true)})
-	if err != nil || len(byPath.Parameters) != 2 {
-		t.Errorf("GetParametersByPath forwarded: %+v %v", byPath, err)
+	// A prefetched path: its listing, from the cache, the same parameters as AWS's.
+	byPath := func(p *ssm.Client) []ssmtypes.Parameter {
+		t.Helper()
+		var all []ssmtypes.Parameter
+		pg := ssm.NewGetParametersByPathPaginator(p, &ssm.GetParametersByPathInput{Path: aws.String("/sdk/tree"), Recursive: aws.Bool(true), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(1)})
+		for pg.HasMorePages() {
+			out, err := pg.NextPage(ctx)
+			if err != nil {
+				t.Fatalf("GetParametersByPath: %v", err)
+			}
+			all = append(all, out.Parameters...)
+		}
+		slices.SortFunc(all, func(a, b ssmtypes.Parameter) int { return strings.Compare(aws.ToString(a.Name), aws.ToString(b.Name)) })
+		return all
+	}
+	fromAWS := byPath(awsSSM)
+	e.AWS.ResetCalls()
+	if got := byPath(viaSSM); len(got) != 2 || !reflect.DeepEqual(got, fromAWS) {
+		t.Errorf("GetParametersByPath through the extension:\n %+v\nfrom AWS:\n %+v", got, fromAWS)
+	}
+	if calls := e.AWS.AllCalls(); len(calls) != 0 {
+		t.Errorf("GetParametersByPath of a prefetched path called AWS: %v", calls)
 	}
 	_, err = viaSM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("sdk/none")})
 	var ae smithy.APIError
@@ -150,8 +171,16 @@ func TestSDKUnchanged(t *testing.T) {
 	if err != nil || len(gp.Parameters) != 1 || aws.ToString(gp.Parameters[0].Value) != "v2" || gp.Parameters[0].Version != 2 {
 		t.Errorf("read after PutParameter: %+v %v", gp, err)
 	}
+	// A parameter put under a prefetched path is listed at once: the path's
+	// listing is no longer current, so the request goes to AWS.
+	if _, err := viaSSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/sdk/tree/new"), Value: aws.String("n"), Type: ssmtypes.ParameterTypeString}); err != nil {
+		t.Fatalf("PutParameter under the path: %v", err)
+	}
+	if got := byPath(viaSSM); len(got) != 3 || aws.ToString(got[2].Name) != "/sdk/tree/new" {
+		t.Errorf("GetParametersByPath after a write under the path: %+v", got)
+	}
 	after := e.AWS.AllCalls()
-	if after["secretsmanager.PutSecretValue"] != 1 || after["ssm.PutParameter"] != 1 {
+	if after["secretsmanager.PutSecretValue"] != 1 || after["ssm.PutParameter"] != 2 || after[awstest.OpGetParametersByPath] == 0 {
 		t.Errorf("writes reached AWS: %v", after)
 	}
 
