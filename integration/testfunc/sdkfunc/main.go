@@ -71,4 +71,3 @@ func run() error {
 		r.Body.Close()
 	}
 }
-
