@@ -354,6 +354,12 @@ func install(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
+	// No fork while the file is open for writing: a child forked by another
+	// test meanwhile would hold the descriptor until it execs, and an exec
+	// of dst in that window fails with "text file busy" (ETXTBSY, seen
+	// under load). ForkLock is what fork takes for this.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	return os.WriteFile(dst, data, 0o755)
 }
 
