@@ -303,6 +303,13 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("required item missing: exit %d, want 3 naming it\n%s", code, p.out)
 	}
 
+	p = start(t, append(baseEnv(f.URL), "AWS_TOKEN="+token, "SECRETS_PREFETCH_LISTEN="+freeAddr(t), "SECRETS_PREFETCH_SECRETS=db"), "agent")
+	p.waitReady(t)
+	p.signal(t, syscall.SIGINT)
+	if code := p.exitCode(t); code != 0 || p.out.count("msg=stopped") != 1 {
+		t.Errorf("SIGINT: exit %d, want 0 after a clean stop\n%s", code, p.out)
+	}
+
 	if code := start(t, nil, "version").exitCode(t); code != 0 {
 		t.Errorf("version: exit %d", code)
 	}
