@@ -121,6 +121,10 @@ type Cache struct {
 	paths         []*pathFetch // path prefetches in flight
 	closed        bool
 	lazy          int // read-started fetches of unlisted keys in flight
+	// outages holds, per service, the state of a run of temporary failures
+	// (throttling, 5xx, timeouts): one clock for every entry of the
+	// service, rather than each entry's own.
+	outages [3]outage
 	// dueAt is no later than the earliest moment an entry can become due
 	// for RefreshDue (its refresh point, or the end of its backoff), so an
 	// INVOKE before it skips the scan of every entry. Each scan sets it;
@@ -140,7 +144,11 @@ type entry struct {
 	refreshAt time.Time    // when RefreshDue should fetch it again (jittered)
 	err       *source.Error
 	failures  int       // consecutive failed fetches
-	retryAt   time.Time // no new fetch after a failure before this (backoff)
+	retryAt   time.Time // no new fetch after a failure of its own before this (backoff)
+	// alone marks an entry refused on its own (access denied, not found,
+	// invalid): refreshed by itself, so it doesn't fail its neighbours'
+	// batch call every round.
+	alone bool
 	call      *call     // the fetch in flight, if any
 	listed    bool      // protected(key): not counted against MaxLazyFetches
 	// configured marks an entry the configuration names (a prefetched key
@@ -161,9 +169,36 @@ type call struct {
 	// so that the entries it fetched together are retried together, in one
 	// batch, rather than spread over many INVOKEs in small ones.
 	jitter float64
-	item   *source.Item
-	err    *source.Error
+	// probe marks the fetch that tests whether its service's outage is
+	// over; spent, a fetch its caller's budget ended (a prefetch's), whose
+	// failure tells nothing of AWS's health.
+	probe, spent bool
+	item         *source.Item
+	err          *source.Error
 }
+
+// outage is a run of temporary failures of one service. Until until, no
+// entry of the service that has been fetched before is fetched again, by a
+// read or a refresh; then one probe goes (a refresh's first batch, or a
+// read's fetch), and its success ends the outage, making every due entry
+// due at once, to be refreshed in batches. Failures count once per round,
+// however many readers and batches saw them. Requires Cache.mu.
+type outage struct {
+	failures int // rounds that failed in a row; 0: no outage
+	until    time.Time
+	probing  bool          // a probe is in flight
+	err      *source.Error // the last failure, for reads that find no error of their own
+}
+
+// gated reports whether the outage holds back a fetch at now.
+func (o *outage) gated(now time.Time) bool {
+	return o.failures > 0 && (now.Before(o.until) || o.probing)
+}
+
+// outageCap bounds the pause between two probes, so that after a long
+// outage values are fresh again within seconds of AWS's recovery, not
+// minutes.
+const outageCap = 10 * time.Second
 
 type pathFetch struct {
 	prefix    string
@@ -381,6 +416,16 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			r, err := c.failed(e, e.err, now)
 			c.mu.Unlock()
 			return r, err
+		case (e.item != nil || e.err != nil) && c.outages[key.Service].gated(now) && !refreshNow && !retried:
+			// Its service is failing: wait for the next probe (a key
+			// never fetched may still go, and be one).
+			err := e.err
+			if err == nil {
+				err = c.outages[key.Service].err
+			}
+			r, rerr := c.failed(e, err, now)
+			c.mu.Unlock()
+			return r, rerr
 		case !e.listed && c.lazy >= c.opts.MaxLazyFetches:
 			if e.item == nil && e.err == nil {
 				c.remove(e) // inserted just now
@@ -393,6 +438,9 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			if !e.listed {
 				cl.lazy = true
 				c.lazy++
+			}
+			if o := &c.outages[key.Service]; o.failures > 0 && !o.probing {
+				cl.probe, o.probing = true, true
 			}
 			go c.fetchOne(cl)
 		}
@@ -660,28 +708,54 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 		}
 		item, serr = nil, &source.Error{Class: source.ClassOther, Code: "Closed", Message: ErrClosed.Error(), Key: e.key, Err: ErrClosed}
 	}
-	if serr == nil {
+	o := &c.outages[e.key.Service]
+	if cl.probe {
+		o.probing = false
+	}
+	switch {
+	case serr == nil:
 		c.store(e, item, now)
-	} else {
+		e.alone = false
+		if o.failures > 0 {
+			// AWS answers again: every entry the outage held back is due.
+			*o = outage{}
+			c.lowerDue(now)
+		}
+	case serr.Class.Temporary():
+		// Not the item's fault: its service is failing (throttled, 5xx,
+		// unreachable). The outage's one clock decides when to try again,
+		// and a round of failures counts once, however many readers and
+		// batches saw it. A fetch whose caller's budget ran out (a
+		// prefetch) tells nothing and starts no outage.
 		e.err = serr
 		e.failures++
-		if !serr.Class.Temporary() {
-			// Deleted upstream, or access to it refused (IAM, KMS): stop
-			// serving it at once, however fresh the value was. (Not wiped:
-			// a response may still be writing it out.)
-			e.item = nil
+		if cl.spent {
+			break
 		}
-		// A whole-batch failure is not the key's own, so a read may try the
-		// key alone at once; but a refresh backs off all the same, so an
-		// outage does not turn every INVOKE into a burst of calls.
-		switch {
-		case cl.refresh:
-			e.retryAt = now.Add(c.backoffWith(e.failures, cl.jitter))
-		case !serr.Batch:
-			e.retryAt = now.Add(c.backoff(e.failures))
+		if !now.Before(o.until) {
+			o.failures++
+			o.until = now.Add(outageBackoff(o.failures, c.jitterOf(cl)))
+			c.lowerDue(o.until)
 		}
-		// Due again once the backoff ends (at once if there is none).
-		c.lowerDue(e.retryAt)
+		o.err = serr
+		// The entry waits for the round's end too, in case the service
+		// answers the others (the failure was this item's alone).
+		e.retryAt = o.until
+	default:
+		// Deleted upstream, access to it refused (IAM, KMS) or invalid:
+		// stop serving it at once, however fresh the value was (not wiped:
+		// a response may still be writing it out), back off on its own
+		// clock, and keep it out of its neighbours' batches.
+		e.err = serr
+		e.failures++
+		e.item = nil
+		e.alone = !serr.Batch
+		// (A whole batch refused is not the key's own doing: a read may
+		// try it alone at once.)
+		if cl.refresh || !serr.Batch {
+			e.retryAt = now.Add(c.backoffWith(e.failures, c.jitterOf(cl)))
+			c.lowerDue(e.retryAt)
+		}
 	}
 	cl.item, cl.err = item, serr
 	if e.call == cl {
@@ -715,6 +789,25 @@ func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
 	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
 	c.lowerDue(e.refreshAt)
 	c.place(e)
+}
+
+// jitterOf is cl's backoff jitter: its refresh round's, or a new one.
+func (c *Cache) jitterOf(cl *call) float64 {
+	if cl.refresh {
+		return cl.jitter
+	}
+	return c.opts.Rand()
+}
+
+// outageBackoff is the pause after an outage's n-th failed round:
+// exponential from one second, capped at outageCap, with full jitter on
+// its upper half (r in [0, 1)).
+func outageBackoff(n int, r float64) time.Duration {
+	d := outageCap
+	if n < 5 {
+		d = min(time.Second<<(n-1), d)
+	}
+	return d/2 + time.Duration(float64(d/2)*r)
 }
 
 // backoff is the pause after the n-th consecutive failure: exponential from

@@ -522,8 +522,9 @@ func TestBackoff(t *testing.T) {
 			{499 * time.Millisecond, false, 1}, // backing off
 			{time.Millisecond, false, 2},       // fails again: backoff 1 s
 			{999 * time.Millisecond, false, 2}, // backing off
-			{0, true, 3},                       // refreshNow goes through: backoff 2 s
-			{1999 * time.Millisecond, false, 3},
+			{0, true, 3},                       // refreshNow goes through; a failure within the round counts no more
+			{time.Millisecond, false, 4},       // the round's end: fails, backoff 2 s
+			{1999 * time.Millisecond, false, 4},
 		}
 		for i, s := range steps {
 			h.clock.advance(s.advance)
@@ -539,10 +540,10 @@ func TestBackoff(t *testing.T) {
 		h.clock.advance(time.Millisecond)
 		h.mustGet(secret, Miss)
 		h.mustGet(secret, Hit)
-		if n := len(h.f.oneCalls()); n != 4 {
-			t.Fatalf("%d FetchOne calls, want 4", n)
+		if n := len(h.f.oneCalls()); n != 5 {
+			t.Fatalf("%d FetchOne calls, want 5", n)
 		}
-		if got, want := h.c.Stats(), (Stats{Errors: 6, Misses: 1, Hits: 1}); got != want {
+		if got, want := h.c.Stats(), (Stats{Errors: 7, Misses: 1, Hits: 1}); got != want {
 			t.Fatalf("Stats = %+v, want %+v", got, want)
 		}
 	})

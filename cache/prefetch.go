@@ -97,6 +97,7 @@ func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Pa
 			if cl == nil {
 				return // not asked for: a stray delivery
 			}
+			cl.spent = ctx.Err() != nil
 			serr := c.finish(cl, item, notOwnFault(ctx, err))
 			mu.Lock()
 			defer mu.Unlock()
@@ -209,12 +210,16 @@ type RefreshReport struct {
 var ErrCutShort = errors.New("refresh cut short by the caller's deadline")
 
 // RefreshDue fetches, in batches, every entry past its refresh-ahead point and
-// every listed entry whose last fetch failed and whose backoff has passed. It
-// returns when they are done or ctx ends; on ctx's end the fetches are
-// canceled and the entries keep their values. When ctx ends with the cause
-// ErrCutShort, the fetches it cut short count as neither refreshed nor
-// failed: no failure is recorded, no backoff begins, and the entries stay
-// due for the next RefreshDue or read. A ctx already done fetches nothing.
+// every configured entry whose last fetch failed and whose backoff has
+// passed. An entry refused on its own is fetched by itself. While a
+// service's outage lasts (see outage) its entries wait; once its pause is
+// over, one batch goes first as a probe, and only if it succeeds do the
+// rest follow, in the same call. It returns when they are done or ctx ends;
+// on ctx's end the fetches are canceled and the entries keep their values.
+// When ctx ends with the cause ErrCutShort, the fetches it cut short count
+// as neither refreshed nor failed: no failure is recorded, no backoff
+// begins, and the entries stay due for the next RefreshDue or read. A ctx
+// already done fetches nothing.
 func (c *Cache) RefreshDue(ctx context.Context) RefreshReport {
 	return c.refreshDue(ctx, 0)
 }
@@ -257,10 +262,6 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 	horizon := func(svc source.Service) time.Time {
 		return now.Add(time.Duration(float64(c.ttl(svc)) * window))
 	}
-	var (
-		keys  []source.Key
-		calls = map[source.Key]*call{}
-	)
 	jitter := c.opts.Rand() // one for the round: see call.jitter
 	if ctx.Err() != nil {
 		return RefreshReport{} // no time left: not even a round trip
@@ -272,6 +273,7 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 		return RefreshReport{}
 	}
 	next := never
+	var due [3][]*entry // per service
 	for k, e := range c.m {
 		if e.call != nil || c.ttl(k.Service) == 0 {
 			continue // (a fetch in flight lowers dueAt when it ends)
@@ -280,27 +282,54 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 			next = earliest(next, e.retryAt)
 			continue
 		}
-		due := e.item != nil && !horizon(k.Service).Before(e.refreshAt)
-		retry := e.item == nil && e.err != nil && c.opts.Listed(k)
+		refresh := e.item != nil && !horizon(k.Service).Before(e.refreshAt)
+		retry := e.item == nil && e.err != nil && e.configured
 		switch {
-		case due || retry:
-			calls[k] = c.start(e, true)
-			calls[k].jitter = jitter
-			keys = append(keys, k)
-		case e.item != nil:
-			next = earliest(next, e.refreshAt)
+		case !refresh && !retry:
+			if e.item != nil {
+				next = earliest(next, e.refreshAt)
+			}
+		case c.outages[k.Service].gated(now):
+			if o := &c.outages[k.Service]; !o.probing {
+				next = earliest(next, o.until)
+			}
+		default:
+			due[k.Service] = append(due[k.Service], e)
 		}
 	}
 	c.dueAt = next
+	// The first round after an outage's pause sends a probe: one batch.
+	var first, rest []*entry
+	for svc, es := range due {
+		if c.outages[svc].failures > 0 && len(es) > 0 {
+			n := min(len(es), probeSize)
+			first = append(first, es[:n]...)
+			rest = append(rest, es[n:]...)
+			c.outages[svc].probing = true
+		} else {
+			first = append(first, es...)
+		}
+	}
+	calls := map[source.Key]*call{}
+	start := func(es []*entry) {
+		for _, e := range es {
+			cl := c.start(e, true)
+			cl.jitter, cl.probe = jitter, c.outages[e.key.Service].failures > 0
+			calls[e.key] = cl
+		}
+	}
+	start(first)
 	c.mu.Unlock()
 
-	rep := RefreshReport{Due: len(keys)}
-	if len(keys) == 0 {
+	rep := RefreshReport{Due: len(first) + len(rest)}
+	if rep.Due == 0 {
 		return rep
 	}
-	var mu sync.Mutex // protects rep
-	c.opts.Fetcher.Fetch(ctx, keys, func(k source.Key, item *source.Item, err error) {
+	var mu sync.Mutex // protects rep and calls
+	deliver := func(k source.Key, item *source.Item, err error) {
+		mu.Lock()
 		cl := calls[k]
+		mu.Unlock()
 		if cl == nil {
 			return // not asked for: a stray delivery
 		}
@@ -325,8 +354,55 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 			rep.Refreshed++
 			c.refreshes.Add(1)
 		}
-	})
+	}
+	c.fetchRound(ctx, first, deliver)
+	if len(rest) == 0 {
+		return rep
+	}
+	// The probe is back: fetch the rest of each service whose outage it
+	// ended; the others wait for the next probe.
+	c.mu.Lock()
+	var go2 []*entry
+	for _, e := range rest {
+		if c.closed || c.outages[e.key.Service].failures > 0 || e.call != nil || c.m[e.key] != e {
+			continue
+		}
+		go2 = append(go2, e)
+	}
+	mu.Lock()
+	start(go2)
+	mu.Unlock()
+	c.mu.Unlock()
+	rep.Due -= len(rest) - len(go2)
+	c.fetchRound(ctx, go2, deliver)
 	return rep
+}
+
+// probeSize is how many keys an outage's probe carries: what one batch call
+// of either service can fetch.
+const probeSize = 10
+
+// fetchRound fetches es: in batches, except the entries refused on their
+// own, each of which is fetched by itself. Requires no lock.
+func (c *Cache) fetchRound(ctx context.Context, es []*entry, deliver source.Deliver) {
+	c.mu.Lock()
+	var batch, alone []source.Key
+	for _, e := range es {
+		if e.alone {
+			alone = append(alone, e.key)
+		} else {
+			batch = append(batch, e.key)
+		}
+	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, k := range alone {
+		wg.Go(func() { c.opts.Fetcher.Fetch(ctx, []source.Key{k}, deliver) })
+	}
+	if len(batch) > 0 {
+		c.opts.Fetcher.Fetch(ctx, batch, deliver)
+	}
+	wg.Wait()
 }
 
 // Wipe overwrites and drops every cached value; later reads get ErrClosed.

@@ -268,3 +268,152 @@ func TestReadUnderPathWaitsForItsOwnPage(t *testing.T) {
 		h.wantOnes() // no read called AWS
 	})
 }
+
+// TestOutageRecovery: through a long outage, refreshes send one probe per
+// pause (capped at outageCap) instead of every entry on its own clock;
+// reads of values past their TTL call AWS no more (they get the stale
+// value); and once AWS answers, the probe's success brings every entry
+// back in the same round, in batches, within outageCap.
+func TestOutageRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) {
+			o.SecretsTTL = time.Second
+			o.StaleIfError = time.Hour
+			o.Rand = seqRand()
+		})
+		keys := make([]source.Key, 30)
+		for i := range keys {
+			keys[i] = source.SecretKey(fmt.Sprintf("s%02d", i))
+		}
+		h.c.Prefetch(context.Background(), keys, nil)
+		h.f.failBatch(source.ClassThrottled)
+		h.f.mu.Lock()
+		for _, k := range keys {
+			h.f.errs[k] = &source.Error{Class: source.ClassThrottled, Code: "ThrottlingException", Message: "injected"}
+		}
+		h.f.mu.Unlock()
+		step := func(i int) RefreshReport {
+			h.clock.advance(100 * time.Millisecond)
+			rep := h.c.RefreshDue(context.Background())
+			for j := range 2 {
+				// Stale during the outage, fresh once it is over.
+				if r, err := h.get(keys[(2*i+j)%len(keys)]); err != nil || r.Status == Miss {
+					t.Fatalf("read: %v %s, want the cached value", err, r.Status)
+				}
+			}
+			return rep
+		}
+		h.clock.advance(time.Second)
+		// Ten minutes of outage, an INVOKE and two reads every 100 ms.
+		before := len(h.f.batchCalls())
+		for i := range 6000 {
+			step(i)
+		}
+		calls := h.f.batchCalls()[before:]
+		if len(calls[0]) != len(keys) {
+			t.Fatalf("the first round fetched %d keys, want all %d", len(calls[0]), len(keys))
+		}
+		calls = calls[1:] // the round that began the outage; then the probes
+		for i, b := range calls {
+			if len(b) > probeSize {
+				t.Fatalf("call %d during the outage fetched %d keys, want a probe of at most %d", i, len(b), probeSize)
+			}
+		}
+		if n := len(calls); n < 60 || n > 130 {
+			t.Errorf("%d probes in ten minutes, want one every 5 to 10 s", n)
+		}
+		if n := len(h.f.oneCalls()); n != 0 {
+			t.Errorf("reads during the outage made %d calls of their own", n)
+		}
+		if n := h.c.outages[source.SecretsManager].failures; n != len(calls)+1 {
+			t.Errorf("the outage counted %d failures for %d probes", n, len(calls))
+		}
+
+		// AWS recovers.
+		h.f.healBatch()
+		h.f.mu.Lock()
+		clear(h.f.errs)
+		h.f.mu.Unlock()
+		before = len(h.f.batchCalls())
+		recovered := -1
+		for i := range 200 {
+			if rep := step(i); rep.Refreshed > 0 {
+				if rep.Refreshed != len(keys) {
+					t.Fatalf("the recovering round refreshed %d of %d", rep.Refreshed, len(keys))
+				}
+				recovered = i + 1
+				break
+			}
+		}
+		if recovered < 0 || time.Duration(recovered)*100*time.Millisecond > outageCap {
+			t.Fatalf("recovered after %d steps of 100 ms, want within %v", recovered, outageCap)
+		}
+		if calls := h.f.batchCalls()[before:]; len(calls) != 2 || len(calls[0]) != probeSize || len(calls[1]) != len(keys)-probeSize {
+			t.Errorf("recovery calls %d (%v), want the probe then the rest in one round", len(calls), calls)
+		}
+		for _, k := range keys {
+			h.mustGet(k, Hit)
+		}
+		h.wantOnes()
+		t.Logf("recovered %v after AWS did", time.Duration(recovered)*100*time.Millisecond)
+	})
+}
+
+// TestOutageCountsOncePerRound: a refresh batch failing and a reader's own
+// retry of its key right after are one failure of the outage, not two.
+func TestOutageCountsOncePerRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.mustGet(secret, Miss)
+		h.clock.advance(100 * time.Second) // due and expired
+		release := h.hold("fetch")
+		refc := h.goRefresh(context.Background())
+		synctest.Wait()
+		read := h.goGet(context.Background(), secret, false)
+		synctest.Wait()
+		h.f.failBatch(source.ClassThrottled)
+		h.f.fail(secret, source.ClassThrottled)
+		release()
+		<-refc
+		if o := <-read; o.err != nil || o.r.Status != Stale {
+			t.Fatalf("read: %v %s, want the stale value", o.err, o.r.Status)
+		}
+		h.wantOnes(secret, secret) // the first read, and the reader's retry alone
+		if n := h.c.outages[source.SecretsManager].failures; n != 1 {
+			t.Fatalf("the outage counted %d failures, want 1", n)
+		}
+	})
+}
+
+// TestRefusedItemIsFetchedAlone: an item refused on its own (KMS, say) is
+// kept out of its neighbours' batch once known, so that it no longer
+// fails the whole batch call every round.
+func TestRefusedItemIsFetchedAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		keys := []source.Key{source.ParameterKey("/p/a"), source.ParameterKey("/p/b"), source.ParameterKey("/p/denied")}
+		denied := keys[2]
+		h.c.Prefetch(context.Background(), keys, nil)
+		h.f.fail(denied, source.ClassAccessDenied)
+		h.clock.advance(50 * time.Second)
+		if rep := h.c.RefreshDue(context.Background()); rep.Refreshed != 2 || rep.Failed != 1 {
+			t.Fatalf("first round %+v", rep)
+		}
+		h.clock.advance(50 * time.Second) // the others due again, and the denied one's backoff over
+		if rep := h.c.RefreshDue(context.Background()); rep.Refreshed != 2 || rep.Failed != 1 {
+			t.Fatalf("second round %+v", rep)
+		}
+		calls := h.f.batchCalls()
+		last := calls[len(calls)-2:]
+		slices.SortFunc(last, func(a, b []source.Key) int { return len(a) - len(b) })
+		if len(last[0]) != 1 || last[0][0] != denied || len(last[1]) != 2 || slices.Contains(last[1], denied) {
+			t.Fatalf("second round's calls %v, want the denied item alone and the others together", last)
+		}
+		h.f.heal(denied)
+		h.clock.advance(time.Hour)
+		if rep := h.c.RefreshDue(context.Background()); rep.Refreshed != 3 {
+			t.Fatalf("after the grant %+v", rep)
+		}
+		h.mustGet(denied, Hit)
+	})
+}
