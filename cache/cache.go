@@ -148,9 +148,9 @@ type entry struct {
 	// alone marks an entry refused on its own (access denied, not found,
 	// invalid): refreshed by itself, so it doesn't fail its neighbours'
 	// batch call every round.
-	alone bool
-	call      *call     // the fetch in flight, if any
-	listed    bool      // protected(key): not counted against MaxLazyFetches
+	alone  bool
+	call   *call // the fetch in flight, if any
+	listed bool  // protected(key): not counted against MaxLazyFetches
 	// configured marks an entry the configuration names (a prefetched key
 	// or a parameter found under a prefetched path): never evicted.
 	configured bool
