@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	smschemas "github.com/aws/aws-sdk-go-v2/service/secretsmanager/schemas"
 	ssmschemas "github.com/aws/aws-sdk-go-v2/service/ssm/schemas"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
@@ -81,6 +82,7 @@ const maxBody = 1 << 20
 type Handler struct {
 	opts   Options
 	auth   *verifier
+	signer *v4.Signer // signs forwarded requests
 	sm     *service
 	ssm    *service
 	slots  chan struct{}
@@ -119,12 +121,13 @@ func New(o Options) *Handler {
 		o.MaxInFlight = 256
 	}
 	h := &Handler{
-		opts:  o,
-		auth:  &verifier{creds: o.Credentials, region: o.Region, now: o.Now},
-		sm:    &service{target: "secretsmanager.", signing: "secretsmanager", internal: "InternalServiceError", proto: awsjson.New11(smschemas.Secretsmanager), endpoint: o.SecretsManagerEndpoint},
-		ssm:   &service{target: "AmazonSSM.", signing: "ssm", internal: "InternalServerError", proto: awsjson.New11(ssmschemas.AmazonSSM), endpoint: o.SSMEndpoint},
-		slots: make(chan struct{}, o.MaxInFlight),
-		log:   o.Logger,
+		opts:   o,
+		auth:   &verifier{creds: o.Credentials, region: o.Region, now: o.Now, signer: v4.NewSigner()},
+		sm:     &service{target: "secretsmanager.", signing: "secretsmanager", internal: "InternalServiceError", proto: awsjson.New11(smschemas.Secretsmanager), endpoint: o.SecretsManagerEndpoint},
+		ssm:    &service{target: "AmazonSSM.", signing: "ssm", internal: "InternalServerError", proto: awsjson.New11(ssmschemas.AmazonSSM), endpoint: o.SSMEndpoint},
+		signer: v4.NewSigner(),
+		slots:  make(chan struct{}, o.MaxInFlight),
+		log:    o.Logger,
 	}
 	h.served = map[string]serveFunc{
 		"secretsmanager.GetSecretValue":      (*Handler).getSecretValue,

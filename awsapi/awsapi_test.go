@@ -1,14 +1,17 @@
 package awsapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -358,4 +361,49 @@ func TestGetParametersByPath(t *testing.T) {
 	if !slices.Equal(w.cache.stale, []string{"/app/new"}) {
 		t.Errorf("StalePaths calls %v, want /app/new", w.cache.stale)
 	}
+}
+
+// No value reaches the log, at debug level, whatever the request: served
+// reads, batch reads, refused ones, forwarded writes carrying a value.
+func TestValuesNeverLogged(t *testing.T) {
+	var log syncBuffer
+	w := newWorld(t)
+	w.h.log = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w.cache.put(t, source.SecretKey("prod/db"))
+	w.cache.put(t, source.SecretKey("prod/bin"))
+	w.cache.put(t, source.ParameterKey("/app/key"))
+	ctx := context.Background()
+	sm, ps := w.sm(testCreds), w.ssm(testCreds)
+	sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("prod/db")})
+	sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: []string{"prod/db", "prod/bin", "nope"}})
+	ps.GetParameters(ctx, &ssm.GetParametersInput{Names: []string{"/app/key", "/nope"}, WithDecryption: aws.Bool(true)})
+	sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("prod/db"), SecretString: aws.String("written-secret-value")})
+	ps.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/app/key"), Value: aws.String("written-parameter-value"), Overwrite: aws.Bool(true)})
+	w.sm(aws.Credentials{AccessKeyID: "AKIDOTHER", SecretAccessKey: "x"}).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("prod/db")})
+	out := log.String()
+	if !strings.Contains(out, "aws api read") || !strings.Contains(out, "aws api forwarded") {
+		t.Fatalf("the requests were not logged:\n%s", out)
+	}
+	for _, v := range []string{"p<&>w", `p\u003c`, "s3cr3t", "AAEC/3g", "written-secret-value", "written-parameter-value", testCreds.SecretAccessKey, testCreds.SessionToken} {
+		if strings.Contains(out, v) {
+			t.Errorf("the log holds %q:\n%s", v, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

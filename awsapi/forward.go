@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-
 	"github.com/secrets-prefetch/secrets-prefetch/source"
 )
 
@@ -56,7 +54,7 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), svc.signing, h.opts.Region, h.opts.Now()); err != nil {
+	if err := h.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), svc.signing, h.opts.Region, h.opts.Now()); err != nil {
 		writeError(w, &apiError{http.StatusInternalServerError, svc.internal, "The forwarded request could not be signed."})
 		return
 	}
