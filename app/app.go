@@ -179,7 +179,8 @@ type extension struct {
 	fetcher cache.Fetcher
 	// listings lists paths and selections again as they fall due.
 	listings *listings
-	metrics  *emf // nil unless SECRETS_PREFETCH_METRICS=true
+	awsAPI   *awsapi.Handler // POST /, for its counters; nil in some tests
+	metrics  *emf            // nil unless SECRETS_PREFETCH_METRICS=true
 	ready    atomic.Bool
 }
 
@@ -284,6 +285,7 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 	var api http.Handler
 	if awsAPI != nil {
 		api = awsAPI(e.cache, e.listings)
+		e.awsAPI, _ = api.(*awsapi.Handler)
 	}
 	e.listings.cache = e.cache
 	so := localserver.Options{

@@ -60,6 +60,15 @@ func counters(e *extension, stats interface{ Stats() source.Stats }) []metrics.M
 		count("Refreshes", c.Refreshes),    // entries refreshed at INVOKE
 		count("RefreshErrors", c.RefreshErrors),
 	}
+	if e.awsAPI != nil {
+		// Requests to the AWS API endpoint (POST /); its reads are counted
+		// as cache reads above too.
+		a := e.awsAPI.Stats()
+		for _, m := range []metrics.Metric{count("AWSAPIServed", a.Served), count("AWSAPIForwarded", a.Forwarded), count("AWSAPIRefused", a.Refused)} {
+			m.Sparse = true
+			ms = append(ms, m)
+		}
+	}
 	if stats == nil {
 		return ms
 	}

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,6 +89,20 @@ type Handler struct {
 	slots  chan struct{}
 	log    *slog.Logger
 	served map[string]serveFunc // by X-Amz-Target
+
+	nServed, nForwarded, nRefused atomic.Uint64
+}
+
+// Stats counts the requests since the Handler was made.
+type Stats struct {
+	Served    uint64 // answered from the cache (an error answer included)
+	Forwarded uint64 // sent on to AWS
+	Refused   uint64 // refused before either: signature, operation, size, rate
+}
+
+// Stats returns the counters.
+func (h *Handler) Stats() Stats {
+	return Stats{Served: h.nServed.Load(), Forwarded: h.nForwarded.Load(), Refused: h.nRefused.Load()}
 }
 
 // service is one of the two services the endpoint speaks for.
@@ -159,6 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Cache-Control"] = []string{"no-store"}
 	if _, ok := r.Header["X-Forwarded-For"]; ok {
 		// A forwarded request came through a proxy: not from this environment.
+		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusForbidden, "ForwardedRequestRefused", "Requests with X-Forwarded-For are refused."})
 		return
 	}
@@ -171,20 +187,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		svc = h.ssm
 	}
 	if svc == nil || len(target) == len(svc.target) || r.Method != http.MethodPost || r.URL.Path != "/" {
+		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusBadRequest, "UnknownOperationException",
 			"POST / needs an X-Amz-Target of secretsmanager.<Operation> or AmazonSSM.<Operation>."})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
+		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusBadRequest, "SerializationException", "The request body could not be read."})
 		return
 	}
 	if len(body) > maxBody {
+		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", "The request body is larger than 1 MiB."})
 		return
 	}
 	if aerr := h.auth.verify(r.Context(), r, body, svc.signing); aerr != nil {
+		h.nRefused.Add(1)
 		h.log.Debug("aws api request refused", "target", target, "type", aerr.typ)
 		writeError(w, aerr)
 		return
@@ -193,14 +213,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
 	default:
+		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusBadRequest, "ThrottlingException", "Rate exceeded"})
 		return
 	}
 	if serve := h.served[target]; serve != nil && isJSON11(r.Header.Get("Content-Type")) {
 		if serve(h, r.Context(), w, body) {
+			h.nServed.Add(1)
 			return
 		}
 	}
+	h.nForwarded.Add(1)
 	h.forward(r.Context(), w, r, svc, target[len(svc.target):], body)
 }
 

@@ -407,3 +407,15 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestStats(t *testing.T) {
+	w := newWorld(t)
+	w.cache.put(t, source.SecretKey("prod/db"))
+	sm := w.sm(testCreds)
+	sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("prod/db")})
+	sm.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: aws.String("prod/db")})
+	w.sm(aws.Credentials{AccessKeyID: "AKIDOTHER", SecretAccessKey: "x"}).GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("prod/db")})
+	if got, want := w.h.Stats(), (Stats{Served: 1, Forwarded: 1, Refused: 1}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
