@@ -9,7 +9,7 @@ VERSION := $(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 GOARCH ?= $(shell go env GOARCH)
 
-.PHONY: build test test-unit test-integration vet demo bench bench-smoke clean layer build-SecretsPrefetchLayerX86 build-SecretsPrefetchLayerArm64
+.PHONY: build test test-unit test-integration vet demo demo-agent bench bench-smoke clean layer image build-SecretsPrefetchLayerX86 build-SecretsPrefetchLayerArm64
 
 ## build: the extension binary for this machine (./secrets-prefetch)
 build:
@@ -44,6 +44,34 @@ bench-smoke:
 demo:
 	bash scripts/install-rie.sh >/dev/null
 	cd integration && go run ./cmd/demo
+
+## image: the agent's container image (Dockerfile: FROM scratch, the static
+## binary, CA certificates, a non-root user), built with podman or docker,
+## whichever is there, and tagged $(IMAGE)
+IMAGE ?= secrets-prefetch:latest
+# The build context: only what the Dockerfile copies.
+IMAGE_CTX ?= .cache/image
+# The trust store copied into the image (Debian's ca-certificates package).
+CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+# podman builds OCI images by default, whose config has no HEALTHCHECK.
+IMAGE_FORMAT = $(if $(findstring podman,$(notdir $(CONTAINER_ENGINE))),--format docker)
+
+image:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: needs podman or docker (apt-get install podman runc)" >&2; exit 1; }
+	@test -r "$(CA_CERTS)" || { echo "make image: no CA certificates at $(CA_CERTS) (apt-get install ca-certificates, or set CA_CERTS)" >&2; exit 1; }
+	rm -rf $(IMAGE_CTX)
+	mkdir -p $(IMAGE_CTX)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) go build $(GOFLAGS_BUILD) -o $(IMAGE_CTX)/secrets-prefetch .
+	cp $(CA_CERTS) $(IMAGE_CTX)/ca-certificates.crt
+	printf 'secrets-prefetch:x:65532:65532:secrets-prefetch:/:/sbin/nologin\n' > $(IMAGE_CTX)/passwd
+	printf 'secrets-prefetch:x:65532:\n' > $(IMAGE_CTX)/group
+	$(CONTAINER_ENGINE) build $(IMAGE_FORMAT) --platform linux/$(GOARCH) -t $(IMAGE) -f Dockerfile $(IMAGE_CTX)
+
+## demo-agent: the agent image, an app container and the emulated AWS in one
+## pod under podman: the prefetch, reads served as hits, a refresh by timer
+demo-agent: image
+	cd integration && go run ./cmd/demo-agent -image $(IMAGE)
 
 ## layer: dist/secrets-prefetch-$(VERSION)-x86_64.zip and -arm64.zip, the
 ## layer as Lambda unpacks it under /opt (aws lambda publish-layer-version --zip-file)
