@@ -11,6 +11,7 @@ require (
 	github.com/aws/smithy-go v1.28.9
 	github.com/awslabs/goformation/v7 v7.14.9
 	github.com/sivchari/kumo v0.33.1
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
@@ -37,7 +38,6 @@ require (
 	golang.org/x/crypto v0.47.0 // indirect
 	golang.org/x/exp v0.0.0-20220921023135-46d9e7742f1e // indirect
 	golang.org/x/sys v0.40.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1
 )
 
 replace github.com/secrets-prefetch/secrets-prefetch => ../

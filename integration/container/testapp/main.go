@@ -176,4 +176,3 @@ func value(kind string, status int, body []byte) string {
 	}
 	return string(body)
 }
-
