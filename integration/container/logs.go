@@ -103,3 +103,14 @@ func Msg(msg string) func(line string) bool {
 			strings.Contains(line, "msg="+quoted) || strings.Contains(line, `"msg":`+quoted)
 	}
 }
+
+// Since returns the lines after the first n, and the count so far (the n
+// of the next call).
+func (l *Logs) Since(n int) ([]string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n > len(l.lines) {
+		n = len(l.lines)
+	}
+	return append([]string(nil), l.lines[n:]...), len(l.lines)
+}
