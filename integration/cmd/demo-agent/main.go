@@ -259,7 +259,7 @@ type demo struct {
 	aws       *awstest.AWS
 	agentLogs *container.Logs
 	appLogs   *container.Logs
-	agentSeen int            // agent log lines already looked at
+	agentSeen int               // agent log lines already looked at
 	calls     map[string][2]int // AWS calls and items asked for, at the last round
 }
 
