@@ -76,7 +76,29 @@ func MakeImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return run(ctx, root, nil, "make", "image")
+	var out string
+	err = replacing(ctx, AgentImage, func() error {
+		out, err = run(ctx, root, nil, "make", "image")
+		return err
+	})
+	return out, err
+}
+
+// replacing runs build, which tags a new image tag, then removes the image
+// tag named before if nothing names or uses it any more: every test run
+// would otherwise leave one more untagged image behind.
+func replacing(ctx context.Context, tag string, build func() error) error {
+	old, _ := Podman(ctx, "image", "inspect", "--format", "{{.ID}}", tag)
+	if err := build(); err != nil {
+		return err
+	}
+	old = strings.TrimSpace(old)
+	now, err := Podman(ctx, "image", "inspect", "--format", "{{.ID}}", tag)
+	if old != "" && err == nil && strings.TrimSpace(now) != old {
+		// Fails, harmlessly, while another tag or a container holds it.
+		_, _ = Podman(ctx, "rmi", old)
+	}
+	return nil
 }
 
 // BuildTestImages builds AppImage, whose command is appArgs (testapp's
@@ -151,8 +173,10 @@ func buildImage(ctx context.Context, dir, tag, dockerfile string) error {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return err
 	}
-	_, err := Podman(ctx, "build", "--format", "docker", "-q", "-t", tag, dir)
-	return err
+	return replacing(ctx, tag, func() error {
+		_, err := Podman(ctx, "build", "--format", "docker", "-q", "-t", tag, dir)
+		return err
+	})
 }
 
 // jsonArray is args as a JSON array of strings, for a Dockerfile's CMD.
