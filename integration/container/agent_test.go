@@ -30,6 +30,10 @@ func TestHealthcheckAndStop(t *testing.T) {
 		"SECRETS_PREFETCH_SECRETS=hc/one,hc/two",
 		"SECRETS_PREFETCH_PARAMETERS=/hc/param",
 		"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL=debug",
+		// The prefetch is held at the door for as long as the test takes:
+		// neither its budget nor the call's bound may end it first.
+		"SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS=600000",
+		"SECRETS_MANAGER_TIMEOUT_MILLIS=300000",
 	)
 	podman(t, ctx, append(append([]string{"run", "-d", "--name", name}, envArgs(env)...), container.AgentImage)...)
 	logs, err := container.FollowLogs(ctx, name)
@@ -109,8 +113,10 @@ func TestStopDrainsReadInFlight(t *testing.T) {
 		"AWS_TOKEN=file:///run/token",
 		"SECRETS_PREFETCH_SECRETS=drain/listed",
 		// Room for the test to release the read after the SIGTERM, however
-		// loaded the machine is.
+		// loaded the machine is: neither the drain's bound nor the call's
+		// may end it first.
 		"SECRETS_PREFETCH_SHUTDOWN_TIMEOUT_MILLIS=60000",
+		"SECRETS_MANAGER_TIMEOUT_MILLIS=300000",
 	)
 	podman(t, ctx, append(append([]string{"run", "-d", "--pod", pod, "--name", agent, "--mount", mount}, envArgs(env)...), container.AgentImage)...)
 	logs, err := container.FollowLogs(ctx, agent)
