@@ -78,7 +78,8 @@ func MakeImage(ctx context.Context) (string, error) {
 	}
 	var out string
 	err = replacing(ctx, AgentImage, func() error {
-		out, err = run(ctx, root, nil, "make", "image")
+		// The name said here, whatever a surrounding make was given.
+		out, err = run(ctx, root, nil, "make", "image", "IMAGE="+strings.TrimPrefix(AgentImage, "localhost/"))
 		return err
 	})
 	return out, err
