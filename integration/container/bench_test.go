@@ -83,7 +83,7 @@ func BenchmarkTimeToHealthy(b *testing.B) {
 		var prefetch time.Duration
 		for b.Loop() {
 			listen := "SECRETS_PREFETCH_LISTEN=" + freeAddr(b)
-			env := append(append(os.Environ(), emu.HostEnv()...), append(config, listen)...)
+			env := append(append(os.Environ(), emu.Env()...), append(config, listen)...)
 			cmd := exec.Command(bin, "agent")
 			cmd.Env = env
 			out, err := cmd.StdoutPipe()

@@ -2,20 +2,23 @@ package container
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
 )
 
-// Emulator serves an emulated AWS where containers reach it: on every
-// interface of the host, at HostFromContainers from inside a container (the
-// awstest front itself listens on 127.0.0.1, which is the container's own
-// loopback there). Faults are injected on AWS as usual; Hold adds a gate.
+// Emulator serves an emulated AWS where containers reach it: on the host's
+// own (non-loopback) IPv4 address, which podman's bridge routes to. (The
+// awstest front itself listens on 127.0.0.1, which inside a container is
+// the container's own loopback. Not every interface: a wildcard listener
+// would share its port number with other tests' loopback listeners.) Faults
+// are injected on AWS as usual; Hold adds a gate.
 type Emulator struct {
 	AWS *awstest.AWS
 
@@ -27,12 +30,14 @@ type Emulator struct {
 	gates []*Gate
 }
 
-// Serve starts serving a on a free port of every interface. The caller must
-// Close it (which leaves a to its owner).
+// Serve starts serving a on a free port of the host's address. The caller
+// must Close it (which leaves a to its owner).
 func Serve(a *awstest.AWS) (*Emulator, error) {
-	// Every interface: podman's bridge (where containers find the host)
-	// exists only while a container runs, so it cannot be bound before.
-	ln, err := net.Listen("tcp", ":0")
+	ip, err := hostIP()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
 	if err != nil {
 		return nil, err
 	}
@@ -45,33 +50,47 @@ func Serve(a *awstest.AWS) (*Emulator, error) {
 	return e, nil
 }
 
-// URL is the emulator's endpoint as containers reach it.
-func (e *Emulator) URL() string {
-	return "http://" + net.JoinHostPort(HostFromContainers, strconv.Itoa(e.ln.Addr().(*net.TCPAddr).Port))
+// hostIP is the first IPv4 address of an interface that is up and is
+// neither loopback nor one of podman's own (its bridge comes and goes with
+// the containers).
+func hostIP() (net.IP, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 ||
+			strings.HasPrefix(iface.Name, "podman") || strings.HasPrefix(iface.Name, "cni") || strings.HasPrefix(iface.Name, "veth") {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, addr := range addrs {
+			if n, ok := addr.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+				return n.IP.To4(), nil
+			}
+		}
+	}
+	return nil, errors.New("container: the host has no IPv4 address other than loopback for containers to reach the emulated AWS at")
 }
 
-// HostURL is the emulator's endpoint as host processes reach it.
-func (e *Emulator) HostURL() string {
-	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(e.ln.Addr().(*net.TCPAddr).Port))
-}
+// URL is the emulator's endpoint, for containers and host processes alike.
+func (e *Emulator) URL() string { return "http://" + e.ln.Addr().String() }
 
-// Env is the environment that points an agent in a container at the
-// emulator: its endpoint for both services, a region and the test
-// credentials (what the SDK's default chain would find in a real task or pod).
-func (e *Emulator) Env() []string { return e.env(e.URL()) }
-
-// HostEnv is Env for an agent running on the host.
-func (e *Emulator) HostEnv() []string { return e.env(e.HostURL()) }
-
-func (e *Emulator) env(url string) []string {
+// Env is the environment that points an agent at the emulator: its
+// endpoint for both services, a region and the test credentials (what the
+// SDK's default chain would find in a real task, pod or instance).
+func (e *Emulator) Env() []string {
 	c := e.AWS.Credentials
 	return []string{
 		"AWS_REGION=" + e.AWS.Region(),
 		"AWS_ACCESS_KEY_ID=" + c.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY=" + c.SecretAccessKey,
 		"AWS_SESSION_TOKEN=" + c.SessionToken,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + url,
-		"AWS_ENDPOINT_URL_SSM=" + url,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + e.URL(),
+		"AWS_ENDPOINT_URL_SSM=" + e.URL(),
 	}
 }
 

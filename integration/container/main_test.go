@@ -1,6 +1,6 @@
 // The container tests: the agent image as `make image` builds it, run by
 // podman against the emulated AWS (served on the host, reached from the
-// containers at host.containers.internal). The images are built once per
+// containers at the host's own address). The images are built once per
 // test binary (TestMain), under a machine-wide lock: the tests of two
 // worktrees, or the demo, would otherwise rebuild or remove each other's
 // images and pods.

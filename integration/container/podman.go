@@ -34,10 +34,6 @@ const (
 	BusyboxImage = "localhost/secrets-prefetch-busybox:test"
 )
 
-// HostFromContainers is the name containers use for the host, which podman
-// puts in their /etc/hosts (the gateway of its default network).
-const HostFromContainers = "host.containers.internal"
-
 // Available reports why podman cannot run containers here, or nil.
 func Available(ctx context.Context) error {
 	if _, err := exec.LookPath("podman"); err != nil {

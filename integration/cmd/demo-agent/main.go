@@ -113,7 +113,7 @@ func run(image string) error {
 		return err
 	}
 	defer emu.Close()
-	fmt.Printf("Emulated AWS (Secrets Manager + SSM) on the host, %s from the pod, seeded with fake demo values:\n", emu.URL())
+	fmt.Printf("Emulated AWS (Secrets Manager + SSM) on the host at %s (the pod reaches it there), seeded with fake demo values:\n", emu.URL())
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, s := range secrets {
 		fmt.Fprintf(w, "  secret\t%s\t%s\n", s.name, s.value)
