@@ -121,10 +121,11 @@ type Cache struct {
 	paths         []*pathFetch // path prefetches in flight
 	closed        bool
 	lazy          int // read-started fetches of unlisted keys in flight
-	// outages holds, per service, the state of a run of temporary failures
-	// (throttling, 5xx, timeouts): one clock for every entry of the
-	// service, rather than each entry's own.
-	outages [3]outage
+	// outages holds, per service, region and role (see outageOf), the
+	// state of a run of temporary failures (throttling, 5xx, timeouts): one
+	// clock for all their entries, rather than each entry's own. A few at
+	// most (the regions and roles in use), kept for the cache's life.
+	outages map[outageKey]*outage
 	// dueAt is no later than the earliest moment an entry can become due
 	// for RefreshDue (its refresh point, or the end of its backoff), so an
 	// INVOKE before it skips the scan of every entry. Each scan sets it;
@@ -188,6 +189,28 @@ type outage struct {
 	until    time.Time
 	probing  bool          // a probe is in flight
 	err      *source.Error // the last failure, for reads that find no error of their own
+}
+
+// outageKey names what an outage is of: a service in a region (that of an
+// ARN, "" for the home region) as a role.
+type outageKey struct {
+	svc          source.Service
+	region, role string
+}
+
+// outage returns the outage state of k's service, region and role.
+// Requires mu.
+func (c *Cache) outage(k source.Key) *outage {
+	ok := outageKey{k.Service, source.ARNRegion(k.ID), k.Role}
+	o := c.outages[ok]
+	if o == nil {
+		if c.outages == nil {
+			c.outages = map[outageKey]*outage{}
+		}
+		o = &outage{}
+		c.outages[ok] = o
+	}
+	return o
 }
 
 // gated reports whether the outage holds back a fetch at now.
@@ -416,12 +439,12 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 			r, err := c.failed(e, e.err, now)
 			c.mu.Unlock()
 			return r, err
-		case (e.item != nil || e.err != nil) && c.outages[key.Service].gated(now) && !refreshNow && !retried:
+		case (e.item != nil || e.err != nil) && c.outage(key).gated(now) && !refreshNow && !retried:
 			// Its service is failing: wait for the next probe (a key
 			// never fetched may still go, and be one).
 			err := e.err
 			if err == nil {
-				err = c.outages[key.Service].err
+				err = c.outage(key).err
 			}
 			r, rerr := c.failed(e, err, now)
 			c.mu.Unlock()
@@ -439,7 +462,7 @@ func (c *Cache) Get(ctx context.Context, key source.Key, refreshNow bool) (Resul
 				cl.lazy = true
 				c.lazy++
 			}
-			if o := &c.outages[key.Service]; o.failures > 0 && !o.probing {
+			if o := c.outage(key); o.failures > 0 && !o.probing {
 				cl.probe, o.probing = true, true
 			}
 			go c.fetchOne(cl)
@@ -708,7 +731,7 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 		}
 		item, serr = nil, &source.Error{Class: source.ClassOther, Code: "Closed", Message: ErrClosed.Error(), Key: e.key, Err: ErrClosed}
 	}
-	o := &c.outages[e.key.Service]
+	o := c.outage(e.key)
 	if cl.probe {
 		o.probing = false
 	}

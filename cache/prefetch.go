@@ -273,7 +273,7 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 		return RefreshReport{}
 	}
 	next := never
-	var due [3][]*entry // per service
+	due := map[*outage][]*entry{}
 	for k, e := range c.m {
 		if e.call != nil || c.ttl(k.Service) == 0 {
 			continue // (a fetch in flight lowers dueAt when it ends)
@@ -289,23 +289,24 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 			if e.item != nil {
 				next = earliest(next, e.refreshAt)
 			}
-		case c.outages[k.Service].gated(now):
-			if o := &c.outages[k.Service]; !o.probing {
+		case c.outage(k).gated(now):
+			if o := c.outage(k); !o.probing {
 				next = earliest(next, o.until)
 			}
 		default:
-			due[k.Service] = append(due[k.Service], e)
+			o := c.outage(k)
+			due[o] = append(due[o], e)
 		}
 	}
 	c.dueAt = next
 	// The first round after an outage's pause sends a probe: one batch.
 	var first, rest []*entry
-	for svc, es := range due {
-		if c.outages[svc].failures > 0 && len(es) > 0 {
+	for o, es := range due {
+		if o.failures > 0 {
 			n := min(len(es), probeSize)
 			first = append(first, es[:n]...)
 			rest = append(rest, es[n:]...)
-			c.outages[svc].probing = true
+			o.probing = true
 		} else {
 			first = append(first, es...)
 		}
@@ -314,7 +315,7 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 	start := func(es []*entry) {
 		for _, e := range es {
 			cl := c.start(e, true)
-			cl.jitter, cl.probe = jitter, c.outages[e.key.Service].failures > 0
+			cl.jitter, cl.probe = jitter, c.outage(e.key).failures > 0
 			calls[e.key] = cl
 		}
 	}
@@ -364,7 +365,7 @@ func (c *Cache) refreshDue(ctx context.Context, window float64) RefreshReport {
 	c.mu.Lock()
 	var go2 []*entry
 	for _, e := range rest {
-		if c.closed || c.outages[e.key.Service].failures > 0 || e.call != nil || c.m[e.key] != e {
+		if c.closed || c.outage(e.key).failures > 0 || e.call != nil || c.m[e.key] != e {
 			continue
 		}
 		go2 = append(go2, e)

@@ -325,7 +325,7 @@ func TestOutageRecovery(t *testing.T) {
 		if n := len(h.f.oneCalls()); n != 0 {
 			t.Errorf("reads during the outage made %d calls of their own", n)
 		}
-		if n := h.c.outages[source.SecretsManager].failures; n != len(calls)+1 {
+		if n := outageFailures(h.c, source.SecretKey("any")); n != len(calls)+1 {
 			t.Errorf("the outage counted %d failures for %d probes", n, len(calls))
 		}
 
@@ -379,7 +379,7 @@ func TestOutageCountsOncePerRound(t *testing.T) {
 			t.Fatalf("read: %v %s, want the stale value", o.err, o.r.Status)
 		}
 		h.wantOnes(secret, secret) // the first read, and the reader's retry alone
-		if n := h.c.outages[source.SecretsManager].failures; n != 1 {
+		if n := outageFailures(h.c, source.SecretKey("any")); n != 1 {
 			t.Fatalf("the outage counted %d failures, want 1", n)
 		}
 	})
@@ -415,5 +415,35 @@ func TestRefusedItemIsFetchedAlone(t *testing.T) {
 			t.Fatalf("after the grant %+v", rep)
 		}
 		h.mustGet(denied, Hit)
+	})
+}
+
+// outageFailures is the failed rounds of k's outage.
+func outageFailures(c *Cache, k source.Key) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outage(k).failures
+}
+
+// TestOutageIsPerRegionAndRole: another region (or role) failing does not
+// hold back the home region's entries.
+func TestOutageIsPerRegionAndRole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		home := source.SecretKey("home")
+		far := source.SecretKey("arn:aws:secretsmanager:eu-west-1:123456789012:secret:far-AbCdEf")
+		role := source.Key{Service: source.SecretsManager, ID: "home", Role: "arn:aws:iam::210987654321:role/reader"}
+		for _, k := range []source.Key{home, far, role} {
+			h.mustGet(k, Miss)
+		}
+		h.clock.advance(100 * time.Second) // all expired
+		h.f.fail(far, source.ClassThrottled)
+		h.f.fail(role, source.ClassThrottled)
+		h.mustGet(far, Stale)
+		h.mustGet(role, Stale)
+		if outageFailures(h.c, far) != 1 || outageFailures(h.c, role) != 1 || outageFailures(h.c, home) != 0 {
+			t.Fatalf("outages: far %d, role %d, home %d", outageFailures(h.c, far), outageFailures(h.c, role), outageFailures(h.c, home))
+		}
+		h.mustGet(home, Miss) // not held back
 	})
 }
