@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
@@ -104,6 +105,23 @@ func TestSignatureFaults(t *testing.T) {
 		{"another region", func() *http.Request {
 			return w.signed(t, target, body, testCreds, "secretsmanager", "eu-west-1", now)
 		}, 400, errInvalidSignature, "valid region"},
+		{"unsigned payload", func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, w.srv.URL+"/", strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+			r.Header.Set("X-Amz-Target", target)
+			r.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+			v4.NewSigner().SignHTTP(context.Background(), testCreds, r, "UNSIGNED-PAYLOAD", "secretsmanager", testRegion, now)
+			return r
+		}, 400, errInvalidSignature, "does not match"},
+		{"replayed within the window", func() *http.Request {
+			// The same signed request a second time is accepted, as AWS
+			// accepts it (SECURITY.md, "a replay").
+			r := ok()
+			http.DefaultClient.Do(r.Clone(context.Background()))
+			r2 := ok()
+			r2.Header = r.Header.Clone()
+			return r2
+		}, 200, "", ""},
 		{"forwarded", func() *http.Request {
 			r := ok()
 			r.Header.Set("X-Forwarded-For", "10.0.0.1")
