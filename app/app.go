@@ -189,6 +189,9 @@ type extension struct {
 // function's own SDK. server, if set, edits the local server's options
 // (agent mode's token headers, path prefix, request bound).
 func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log *slog.Logger, now func() time.Time, server func(*localserver.Options)) *extension {
+	// Marked, so a loop through an endpoint naming this extension under a
+	// name ResolveEndpoints can't tell is refused at the first hop.
+	awsCfg.HTTPClient = awsapi.MarkRequests(awsCfg.HTTPClient)
 	src := source.New(source.Options{
 		SecretsManager:      secretsmanager.NewFromConfig(awsCfg, ep.SecretsManagerOptions),
 		SSM:                 ssm.NewFromConfig(awsCfg, ep.SSMOptions),

@@ -75,6 +75,26 @@ type Options struct {
 	Now         func() time.Time // default time.Now
 }
 
+// LoopHeader marks the requests the extension itself sends to AWS (its
+// fetches, through MarkRequests, and what it forwards). One arriving here
+// came from this extension, or another one, whose endpoint names this one:
+// it is refused rather than answered, so a loop the endpoint resolution did
+// not see (a host name for this address, say) ends at the first hop.
+const LoopHeader = "X-Secrets-Prefetch-Hop"
+
+// MarkRequests returns c with LoopHeader set on every request it sends
+// (after signing: AWS ignores an unsigned header it does not know).
+func MarkRequests(c aws.HTTPClient) aws.HTTPClient {
+	return markingClient{c}
+}
+
+type markingClient struct{ c aws.HTTPClient }
+
+func (m markingClient) Do(r *http.Request) (*http.Response, error) {
+	r.Header.Set(LoopHeader, "1")
+	return m.c.Do(r)
+}
+
 // maxBody bounds a request body; AWS's largest for these services (a
 // 64 KiB binary secret, base64-encoded) is well under it.
 const maxBody = 1 << 20
@@ -176,6 +196,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A forwarded request came through a proxy: not from this environment.
 		h.nRefused.Add(1)
 		writeError(w, &apiError{http.StatusForbidden, "ForwardedRequestRefused", "Requests with X-Forwarded-For are refused."})
+		return
+	}
+	if _, ok := r.Header[LoopHeader]; ok {
+		h.nRefused.Add(1)
+		h.log.Warn("aws api request from an extension refused: an AWS endpoint names this extension", "target", r.Header.Get("X-Amz-Target"))
+		writeError(w, &apiError{http.StatusLoopDetected, "LoopDetected",
+			"This request was sent by secrets-prefetch itself: the endpoint it uses for AWS names this extension. Point AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL_SSM for the extension at AWS, or use 127.0.0.1 or localhost for this address so it is recognised."})
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")

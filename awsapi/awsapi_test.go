@@ -419,3 +419,39 @@ func TestStats(t *testing.T) {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
+
+// A request the extension itself sent (its LoopHeader) is refused: an
+// endpoint naming the extension under a name it can't tell ends at the
+// first hop, rather than looping.
+func TestLoopRefused(t *testing.T) {
+	w := newWorld(t)
+	// Forward to itself, as an endpoint naming this extension would.
+	w.h.sm.endpoint = w.srv.URL
+	resp, err := http.DefaultClient.Do(w.signed(t, "secretsmanager.DescribeSecret", `{"SecretId":"x"}`, testCreds, "secretsmanager", testRegion, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusLoopDetected || !strings.Contains(string(got), `"LoopDetected"`) {
+		t.Errorf("forwarded to itself: %d %s, want 508 LoopDetected", resp.StatusCode, got)
+	}
+	if s := w.h.Stats(); s.Forwarded != 1 || s.Refused != 1 {
+		t.Errorf("Stats = %+v, want one forwarded (the caller's) and one refused (the hop)", s)
+	}
+	// Requests through MarkRequests carry the mark.
+	var seen string
+	c := MarkRequests(doer(func(r *http.Request) (*http.Response, error) {
+		seen = r.Header.Get(LoopHeader)
+		return nil, io.EOF
+	}))
+	r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
+	c.Do(r)
+	if seen != "1" {
+		t.Errorf("MarkRequests sent %s %q", LoopHeader, seen)
+	}
+}
+
+type doer func(*http.Request) (*http.Response, error)
+
+func (d doer) Do(r *http.Request) (*http.Response, error) { return d(r) }

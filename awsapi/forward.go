@@ -58,6 +58,7 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeError(w, &apiError{http.StatusInternalServerError, svc.internal, "The forwarded request could not be signed."})
 		return
 	}
+	req.Header.Set(LoopHeader, "1")
 	resp, err := h.opts.HTTPClient.Do(req)
 	if err != nil {
 		h.log.Warn("aws api forward failed", "operation", op, "error", err)
