@@ -104,6 +104,18 @@ func (f *Files) Write(ctx context.Context) error {
 			continue
 		}
 		_, had := f.written[e.Target]
+		var serr *source.Error
+		if had && errors.As(err, &serr) && !serr.Class.Temporary() {
+			// Deleted, or access to it revoked: the file must no longer
+			// hold the value, as the cache no longer serves it.
+			if rerr := os.Remove(e.Target); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				f.log.Error("file of a refused item not removed", "variable", "SECRETS_PREFETCH_FILES", "element", e.Index, "entry", e.Text, "error", rerr)
+				continue
+			}
+			delete(f.written, e.Target)
+			f.log.Warn("file removed: its item was refused or deleted", "variable", "SECRETS_PREFETCH_FILES", "element", e.Index, "entry", e.Text, "code", serr.Code)
+			continue
+		}
 		switch {
 		case had:
 			f.log.Warn("file not updated; it keeps its last value", "variable", "SECRETS_PREFETCH_FILES", "element", e.Index, "entry", e.Text, "error", err)

@@ -327,3 +327,36 @@ func TestFilesNothingMapped(t *testing.T) {
 		t.Errorf("%d reads with nothing mapped", src.reads)
 	}
 }
+
+// TestFilesRefusalRemovesTheFile: a file whose item is refused (access
+// revoked, KMS) or deleted at a refresh is removed, as the cache no longer
+// serves the value; a temporary failure keeps it.
+func TestFilesRefusalRemovesTheFile(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		class  source.Class
+		remove bool
+	}{
+		{"access denied", source.ClassAccessDenied, true},
+		{"not found", source.ClassNotFound, true},
+		{"throttled", source.ClassThrottled, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFakeCache()
+			f, root, logs := newFiles(t, src, "ROOT/db=secret:prod/db")
+			if err := f.Write(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			src.setErr(source.SecretKey("prod/db"), &source.Error{Class: tc.class, Code: tc.class.String(), Message: "injected"})
+			f.Write(t.Context())
+			_, err := os.Stat(filepath.Join(root, "db"))
+			if removed := os.IsNotExist(err); removed != tc.remove {
+				t.Fatalf("file removed %t, want %t (stat: %v)\n%s", removed, tc.remove, err, logs)
+			}
+			if err := f.Remove(); err != nil {
+				t.Fatalf("Remove after: %v", err)
+			}
+			assertNoValues(t, logs.String())
+		})
+	}
+}
