@@ -469,6 +469,9 @@ func (c *Cache) postpone(cl *call) {
 	if cl.e.call == cl {
 		cl.e.call = nil
 	}
+	if cl.probe {
+		c.outage(cl.e.key).probing = false // the next round probes again
+	}
 	if !c.closed {
 		c.place(cl.e)
 	}

@@ -447,3 +447,34 @@ func TestOutageIsPerRegionAndRole(t *testing.T) {
 		h.mustGet(home, Miss) // not held back
 	})
 }
+
+// TestProbeCutShortProbesAgain: a probe the caller's deadline cuts short
+// neither ends nor lengthens the outage, and the next round probes again.
+func TestProbeCutShortProbesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.c.Prefetch(context.Background(), []source.Key{secret}, nil)
+		h.clock.advance(50 * time.Second)
+		h.f.failBatch(source.ClassThrottled)
+		if rep := h.c.RefreshDue(context.Background()); rep.Failed != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		h.clock.advance(time.Second) // past the outage's pause
+		release := h.hold("fetch")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		refc := h.goRefresh(ctx)
+		synctest.Wait()
+		cancel(ErrCutShort)
+		if rep := <-refc; rep.Deferred != 1 {
+			t.Fatalf("cut-short probe %+v", rep)
+		}
+		release()
+		h.f.healBatch()
+		if rep := h.c.RefreshDue(context.Background()); rep.Refreshed != 1 {
+			t.Fatalf("the next round %+v, want a probe that succeeds", rep)
+		}
+		if n := outageFailures(h.c, secret); n != 0 {
+			t.Fatalf("outage failures %d after recovery", n)
+		}
+	})
+}
