@@ -22,7 +22,7 @@ type limiter struct {
 	inFlight int
 	gen      uint64 // advanced each time limit is lowered
 	streak   int    // successes since limit last changed
-	waiters  []chan struct{}
+	waiters  []chan uint64 // each gets the generation its slot was handed over in
 }
 
 func newLimiter(n int) *limiter {
@@ -39,14 +39,11 @@ func (l *limiter) acquire(ctx context.Context) (uint64, error) {
 		l.mu.Unlock()
 		return g, nil
 	}
-	ch := make(chan struct{})
+	ch := make(chan uint64, 1)
 	l.waiters = append(l.waiters, ch)
 	l.mu.Unlock()
 	select {
-	case <-ch: // release handed this waiter its slot
-		l.mu.Lock()
-		g := l.gen
-		l.mu.Unlock()
+	case g := <-ch: // release handed this waiter its slot
 		return g, nil
 	case <-ctx.Done():
 		l.mu.Lock()
@@ -92,7 +89,7 @@ func (l *limiter) wakeLocked() {
 		ch := l.waiters[0]
 		l.waiters = l.waiters[1:]
 		l.inFlight++
-		close(ch)
+		ch <- l.gen
 	}
 }
 

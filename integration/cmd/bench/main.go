@@ -46,6 +46,8 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log progress to stderr")
 	flag.StringVar(&o.only, "only", "", "run only these sections, comma-separated: "+strings.Join(sectionNames, ","))
 	flag.StringVar(&o.bin, "bin", "", "measure this prebuilt extension binary in the process sections (an older build, say) instead of building the tree's")
+	flag.StringVar(&o.before, "before", "", "an older build of the extension, measured beside this one in the pinned GET and memory sections (before and after in the same run)")
+	flag.StringVar(&o.beforeLabel, "before-label", "an older build", "what -before is, for the report")
 	loadgen := flag.String("loadgen", "", "(internal) run as the load generator against this address")
 	flag.String("loadgen-request", "", "(internal) the request to send, a file")
 	flag.Int("loadgen-concurrency", 32, "(internal) connections")

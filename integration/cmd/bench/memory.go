@@ -35,6 +35,9 @@ type Memory struct {
 	FDLimitConns     int   `json:"fd_limit_connections"`
 	FDLimitAnswered  bool  `json:"fd_limit_answered"` // a request after FDLimitConns idle ones, under 1,024 descriptors
 	FDLimitLatencyMS float64
+	// Before is the same measured for an older build (-before), at its
+	// own default GC setting.
+	Before *Memory `json:"before,omitempty"`
 }
 
 // GCResult is one GC setting: the process's RSS once ready with the
@@ -61,14 +64,27 @@ func (w *world) memorySection(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	m := &rep.Memory
+	if err := w.memoryOf(bins.extension, gcSettings, &rep.Memory); err != nil {
+		return err
+	}
+	if w.beforeBin != "" {
+		w.log("  the build before (-before):")
+		rep.Memory.Before = &Memory{}
+		return w.memoryOf(w.beforeBin, gcSettings[:1], rep.Memory.Before)
+	}
+	return nil
+}
+
+// memoryOf measures bin under the GC settings, then its refresh cycles,
+// idle connections and descriptor limit, into m.
+func (w *world) memoryOf(bin string, settings []string, m *Memory) error {
 	m.Entries, m.ValueBytes = len(w.rssSecrets)+len(w.rssParams), w.plan.valueBytes
-	for _, setting := range gcSettings {
+	for _, setting := range settings {
 		env := itemsEnv(w.rssSecrets, w.rssParams)
 		if k, v, ok := strings.Cut(setting, "="); ok {
 			env[k] = v
 		}
-		p, err := w.startBinary(bins.extension, env)
+		p, err := w.startBinary(bin, env)
 		if err != nil {
 			return err
 		}
@@ -80,13 +96,13 @@ func (w *world) memorySection(ctx context.Context, rep *Report) error {
 			setting, mib(g.RSSReady), mib(g.AnonReady), mib(g.FileReady), mib(g.PeakReady), mib(g.RSSAfterIdle), g.IdleInvokes, g.CPUusPerIdle)
 		m.GC = append(m.GC, g)
 	}
-	if err := w.refreshMemory(bins.extension, m); err != nil {
+	if err := w.refreshMemory(bin, m); err != nil {
 		return err
 	}
-	if err := w.connsMemory(bins.extension, m); err != nil {
+	if err := w.connsMemory(bin, m); err != nil {
 		return err
 	}
-	return w.fdLimit(bins.extension, m)
+	return w.fdLimit(bin, m)
 }
 
 func (w *world) gcRun(p *proc, setting string) (GCResult, error) {
@@ -216,7 +232,7 @@ func (w *world) fdLimit(bin string, m *Memory) error {
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", p.port)
-	m.FDLimitConns = 1010
+	m.FDLimitConns = 1100
 	for range m.FDLimitConns {
 		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {

@@ -263,6 +263,20 @@ func (r *Report) memoryMarkdown(p printer) {
 			m.RefreshEntries, m.RefreshCallsPerCyc, mib(m.RefreshRSSBefore), mib(m.RefreshRSSAfter), m.RefreshCycles, mib(m.RefreshRSSAfter-m.RefreshRSSBefore))
 		p("")
 	}
+	if b := m.Before; b != nil && len(b.GC) > 0 && len(m.GC) > 0 {
+		p("**Before and after**, the same measurements in this run of the build before this work (`-before`: its own defaults, GOGC 100, no memory returned after Init, no connection cap) and of this one:")
+		p("")
+		p("| measure | before | now |")
+		p("|---|---|---|")
+		bg, ng := b.GC[0], m.GC[0]
+		p("| RSS once ready, %d × %d B cached | %.1f MiB (anonymous %.1f) | %.1f MiB (anonymous %.1f) |", m.Entries, m.ValueBytes, mib(bg.RSSReady), mib(bg.AnonReady), mib(ng.RSSReady), mib(ng.AnonReady))
+		p("| growth over %d idle INVOKEs | %+.1f MiB | %+.1f MiB |", ng.IdleInvokes, mib(bg.RSSAfterIdle-bg.RSSReady), mib(ng.RSSAfterIdle-ng.RSSReady))
+		p("| growth over %d refresh cycles | %+.1f MiB | %+.1f MiB |", m.RefreshCycles, mib(b.RefreshRSSAfter-b.RefreshRSSBefore), mib(m.RefreshRSSAfter-m.RefreshRSSBefore))
+		p("| RSS with %d idle connections opened | %.1f MiB (%d descriptors) | %.1f MiB (%d descriptors) |", m.IdleConns, mib(b.ConnsRSSOpen), b.ConnsOpenAtPeak, mib(m.ConnsRSSOpen), m.ConnsOpenAtPeak)
+		p("| RSS after they closed | %.1f MiB | %.1f MiB |", mib(b.ConnsRSSClosed), mib(m.ConnsRSSClosed))
+		p("| a request after %d idle connections, 1,024 descriptors | answered: %v (%.0f ms) | answered: %v (%.0f ms) |", m.FDLimitConns, b.FDLimitAnswered, b.FDLimitLatencyMS, m.FDLimitAnswered, m.FDLimitLatencyMS)
+		p("")
+	}
 	if m.IdleConns > 0 {
 		p("**Idle connections**: %d keep-alive connections opened one after another (one request each), none closed by the client: RSS %.1f MiB before, %.1f MiB with them open (the process holding %d descriptors: the server keeps at most 512 connections, closing the idlest), %.1f MiB after the client closed them. Under Lambda's limit of 1,024 descriptors (`ulimit -n 1024`), after %d idle connections a new request was answered: %v (in %.0f ms).",
 			m.IdleConns, mib(m.ConnsRSSBefore), mib(m.ConnsRSSOpen), m.ConnsOpenAtPeak, mib(m.ConnsRSSClosed), m.FDLimitConns, m.FDLimitAnswered, m.FDLimitLatencyMS)

@@ -56,9 +56,14 @@ func (w *world) pinnedSection(ctx context.Context, rep *Report) error {
 	self := bins.loadGen
 	path := "/secretsmanager/get?secretId=" + url.QueryEscape(w.getSecret)
 	long := filler("lambda-session-token-", longTokenChars)
-	runs := []struct{ token, setting string }{{benchToken(), ""}, {long, ""}}
+	type pinnedRun struct{ token, setting, bin string }
+	runs := []pinnedRun{{benchToken(), "", bins.extension}, {long, "", bins.extension}}
 	for _, setting := range w.plan.pinnedGC {
-		runs = append(runs, struct{ token, setting string }{benchToken(), setting})
+		runs = append(runs, pinnedRun{benchToken(), setting, bins.extension})
+	}
+	if w.beforeBin != "" {
+		// An older build, for a before-and-after in the same run.
+		runs = append(runs, pinnedRun{benchToken(), "before", w.beforeBin}, pinnedRun{long, "before", w.beforeBin})
 	}
 	for _, run := range runs {
 		env := map[string]string{
@@ -69,7 +74,7 @@ func (w *world) pinnedSection(ctx context.Context, rep *Report) error {
 		if k, v, ok := strings.Cut(run.setting, "="); ok {
 			env[k] = v
 		}
-		ext, err := w.startCommand(append(pin("0"), bins.extension), env)
+		ext, err := w.startCommand(append(pin("0"), run.bin), env)
 		if err != nil {
 			return err
 		}

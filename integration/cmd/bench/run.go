@@ -23,13 +23,15 @@ var sectionNames = []string{"init", "pinned", "get", "gobench", "process", "memo
 
 // options are the command line.
 type options struct {
-	smoke   bool
-	out     string
-	json    string
-	verbose bool
-	only    string
-	bin     string // a prebuilt extension binary to measure (-bin)
-	log     func(format string, args ...any)
+	smoke       bool
+	out         string
+	json        string
+	verbose     bool
+	only        string
+	bin         string // a prebuilt extension binary to measure (-bin)
+	before      string // an older build to measure beside it, where a section can (-before)
+	beforeLabel string
+	log         func(format string, args ...any)
 }
 
 // plan is what a run measures: the full sizes, or tiny ones for -smoke.
@@ -109,6 +111,7 @@ func planFor(smoke bool) plan {
 		pinnedConc:     32,
 		pinnedRound:    2 * time.Second,
 		pinnedRounds:   6,
+		pinnedGC:       []string{"GOGC=100", "GOGC=10"},
 		getRound:       time.Second,
 		getRounds:      5,
 		benchtime:      "500ms",
@@ -138,6 +141,9 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if o.smoke {
 		rep.Command = "cd integration && go run ./cmd/bench -smoke"
 	}
+	if o.before != "" {
+		rep.Command += " -before (" + o.beforeLabel + ")"
+	}
 
 	root, err := rie.RepoRoot()
 	if err != nil {
@@ -160,7 +166,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		k, v, _ := strings.Cut(kv, "=")
 		os.Setenv(k, v)
 	}
-	w := &world{aws: a, plan: p, log: o.log, root: root, binDir: binDir, extBin: o.bin}
+	w := &world{aws: a, plan: p, log: o.log, root: root, binDir: binDir, extBin: o.bin, beforeBin: o.before}
 	o.log("seeding the emulated AWS")
 	if err := w.seed(ctx); err != nil {
 		return nil, err
@@ -216,9 +222,10 @@ type world struct {
 	log  func(string, ...any)
 	root string // the root module's directory
 
-	binDir string    // where the binaries are built
-	extBin string    // a prebuilt extension binary to measure instead (-bin)
-	bins   *binaries // built once, by binaries
+	binDir    string    // where the binaries are built
+	extBin    string    // a prebuilt extension binary to measure instead (-bin)
+	beforeBin string    // an older build measured beside it (-before)
+	bins      *binaries // built once, by binaries
 
 	initSecrets, initParams []string // small mixed items, for Init and INVOKE
 	rssSecrets, rssParams   []string // items of plan.valueBytes, for RSS
