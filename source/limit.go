@@ -20,8 +20,8 @@ type limiter struct {
 	mu       sync.Mutex // protects the fields below
 	limit    int        // the current bound, 1..max
 	inFlight int
-	gen      uint64 // advanced each time limit is lowered
-	streak   int    // successes since limit last changed
+	gen      uint64        // advanced each time limit is lowered
+	streak   int           // successes since limit last changed
 	waiters  []chan uint64 // each gets the generation its slot was handed over in
 }
 
