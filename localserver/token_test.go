@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"strings"
 	"testing"
 )
 
@@ -90,4 +91,19 @@ func enclosingFunc(f *ast.File, pos token.Pos) string {
 		}
 	}
 	return ""
+}
+
+// TestTokenMatchesAllocatesNothing: a Lambda session token is about 1,100
+// characters, and the check runs on every request.
+func TestTokenMatchesAllocatesNothing(t *testing.T) {
+	long := strings.Repeat("t", 1100)
+	s := newServer(&fakeCache{}, func(o *Options) { o.Token = long })
+	for _, got := range []string{long, long[:1099] + "x", "short"} {
+		if n := testing.AllocsPerRun(100, func() { s.tokenMatches(got) }); n != 0 {
+			t.Errorf("tokenMatches of %d bytes: %.0f allocations, want 0", len(got), n)
+		}
+	}
+	if !s.tokenMatches(long) || s.tokenMatches(long[:1099]+"x") {
+		t.Error("the long token is not matched exactly")
+	}
 }

@@ -36,6 +36,7 @@ type options struct {
 
 // plan is what a run measures: the full sizes, or tiny ones for -smoke.
 type plan struct {
+	smoke          bool
 	initItems      []int
 	initLatencies  []time.Duration
 	initConns      []int
@@ -73,6 +74,7 @@ type plan struct {
 func planFor(smoke bool) plan {
 	if smoke {
 		return plan{
+			smoke:          true,
 			initItems:      []int{10},
 			initLatencies:  []time.Duration{10 * time.Millisecond},
 			initConns:      []int{3},
