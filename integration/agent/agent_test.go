@@ -74,8 +74,11 @@ func TestPrefetchServeAndTimerRefresh(t *testing.T) {
 		"SECRETS_PREFETCH_LISTEN="+addr,
 		"SECRETS_PREFETCH_SECRETS=db,api",
 		"SECRETS_PREFETCH_PARAMETERS=/app/flag,/app/size",
-		"SECRETS_MANAGER_TTL=2",
-		"SSM_PARAMETER_STORE_TTL=2",
+		// 10 s: a round falls 7.2–8 s after the last. Shorter TTLs make
+		// the 10% window (1 s) too narrow beside a loaded machine's spread
+		// of one batch's stores, splitting a round in two.
+		"SECRETS_MANAGER_TTL=10",
+		"SSM_PARAMETER_STORE_TTL=10",
 	)
 	release := f.hold(t, awstest.OpBatchGetSecretValue)
 	p := start(t, env, "agent")
