@@ -58,6 +58,9 @@ const refreshWindow = 0.1
 // otherwise be found dead by the next refresh rather than closed by us.
 const idleConnTimeout = 30 * time.Second
 
+// agentTransport sets agent mode's HTTP transport to AWS.
+func agentTransport(t *http.Transport) { t.IdleConnTimeout = idleConnTimeout }
+
 // Timer is the refresh timer; tests inject one driven by a simulated clock.
 type Timer interface {
 	C() <-chan time.Time
@@ -157,7 +160,7 @@ func RunAgent(ctx context.Context, o AgentOptions) error {
 	if a.Region != "" && o.Getenv("AWS_REGION") == "" && o.Getenv("AWS_DEFAULT_REGION") == "" {
 		extra = append(extra, awsconfig.WithRegion(a.Region))
 	}
-	awsCfg, err := loadAWSWith(ctx, a.Config, func(t *http.Transport) { t.IdleConnTimeout = idleConnTimeout }, extra...)
+	awsCfg, err := loadAWSWith(ctx, a.Config, agentTransport, extra...)
 	if err != nil {
 		log.Error("loading AWS configuration failed", "error", err)
 		return &ExitError{ExitFailure, fmt.Errorf("loading AWS configuration: %w", err)}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -304,3 +305,22 @@ func TestWatchToken(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Agent mode closes connections to AWS idle for 30 s, well before a NAT
+// gateway or load balancer would drop them silently between refreshes.
+func TestAgentTransportIdleTimeout(t *testing.T) {
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	cfg, err := loadAWSWith(context.Background(), config.Default(), agentTransport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, ok := cfg.HTTPClient.(interface{ GetTransport() *http.Transport })
+	if !ok {
+		t.Fatalf("HTTP client %T has no transport to inspect", cfg.HTTPClient)
+	}
+	if got := bc.GetTransport().IdleConnTimeout; got != 30*time.Second {
+		t.Errorf("IdleConnTimeout = %v, want 30s", got)
+	}
+}
