@@ -19,10 +19,9 @@ import (
 // service's SDK client (nil: the SDK's regional endpoint) and the URL
 // forwarded requests go to.
 type Endpoints struct {
-	SecretsManager, SSM               *string
-	SecretsManagerURL, SSMURL         string
-	SecretsManagerSource, SSMSource   string // where each came from, for the log
-	skippedSecretsManager, skippedSSM []string
+	SecretsManager, SSM             *string
+	SecretsManagerURL, SSMURL       string
+	SecretsManagerSource, SSMSource string // where each came from, for the log
 }
 
 // ResolveEndpoints resolves each service's endpoint from cfg's sources in
@@ -34,13 +33,16 @@ type Endpoints struct {
 // extension still reaches AWS. Each skipped source is logged once.
 func ResolveEndpoints(ctx context.Context, cfg aws.Config, self net.Addr, log *slog.Logger) (Endpoints, error) {
 	var e Endpoints
-	e.SecretsManager, e.SecretsManagerSource, e.skippedSecretsManager = pick(ctx, cfg, "Secrets Manager", "AWS_ENDPOINT_URL_SECRETS_MANAGER", self)
-	e.SSM, e.SSMSource, e.skippedSSM = pick(ctx, cfg, "SSM", "AWS_ENDPOINT_URL_SSM", self)
-	for _, s := range e.skippedSecretsManager {
-		log.Warn("endpoint source skipped: it names this extension's own address", "service", "secretsmanager", "source", s)
+	var skippedSM, skippedSSM []string
+	e.SecretsManager, e.SecretsManagerSource, skippedSM = pick(ctx, cfg, "Secrets Manager", "AWS_ENDPOINT_URL_SECRETS_MANAGER", self)
+	e.SSM, e.SSMSource, skippedSSM = pick(ctx, cfg, "SSM", "AWS_ENDPOINT_URL_SSM", self)
+	// Info, not a warning: with the variables set for the whole function,
+	// this is the intended setup.
+	for _, s := range skippedSM {
+		log.Info("endpoint source skipped: it names this extension's own address", "service", "secretsmanager", "source", s, "using", e.SecretsManagerSource)
 	}
-	for _, s := range e.skippedSSM {
-		log.Warn("endpoint source skipped: it names this extension's own address", "service", "ssm", "source", s)
+	for _, s := range skippedSSM {
+		log.Info("endpoint source skipped: it names this extension's own address", "service", "ssm", "source", s, "using", e.SSMSource)
 	}
 	log.Debug("aws endpoints", "secretsmanager", e.SecretsManagerSource, "ssm", e.SSMSource)
 	// Forwarded requests go where the SDK's clients would send them.
