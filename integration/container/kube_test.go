@@ -5,11 +5,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/container"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/rie"
+	"gopkg.in/yaml.v3"
 )
 
 // The images of examples/kubernetes/deployment.yaml and their substitutes.
@@ -40,6 +42,7 @@ func TestKubernetesExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkProbe(t, example)
 	manifest, changes, err := container.ForPodman(example, kubeImages, "secrets-prefetch", emu.Env())
 	if err != nil {
 		t.Fatal(err)
@@ -104,4 +107,42 @@ func named(names []string, suffix string) string {
 		}
 	}
 	return ""
+}
+
+// checkProbe checks what podman 4.3 cannot run: the agent is a native
+// sidecar whose startupProbe is the healthcheck subcommand (the command
+// TestHealthcheckAndStop runs as the image's HEALTHCHECK), before the app.
+func checkProbe(t *testing.T, manifest []byte) {
+	t.Helper()
+	type ctr struct {
+		Name          string
+		RestartPolicy string `yaml:"restartPolicy"`
+		StartupProbe  *struct {
+			Exec struct{ Command []string }
+		} `yaml:"startupProbe"`
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					InitContainers []ctr `yaml:"initContainers"`
+					Containers     []ctr
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(manifest, &d); err != nil {
+		t.Fatal(err)
+	}
+	spec := d.Spec.Template.Spec
+	i := slices.IndexFunc(spec.InitContainers, func(c ctr) bool { return c.Name == "secrets-prefetch" })
+	if i < 0 || spec.InitContainers[i].RestartPolicy != "Always" {
+		t.Fatalf("the agent is not a native sidecar (an init container with restartPolicy: Always)")
+	}
+	if p := spec.InitContainers[i].StartupProbe; p == nil || !slices.Equal(p.Exec.Command, []string{"/secrets-prefetch", "healthcheck"}) {
+		t.Errorf("the agent's startupProbe = %+v, want exec of the healthcheck subcommand", p)
+	}
+	if i != len(spec.InitContainers)-1 || len(spec.Containers) == 0 {
+		t.Errorf("the agent should be the last init container, before the app")
+	}
 }
