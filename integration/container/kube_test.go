@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/secrets-prefetch/secrets-prefetch/integration/container"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/rie"
-	"gopkg.in/yaml.v3"
 )
 
 // The images of examples/kubernetes/deployment.yaml and their substitutes.
