@@ -73,6 +73,9 @@ type Options struct {
 	Listener net.Listener
 	// Now, if set, is the cache's clock (tests, which must not wait out TTLs).
 	Now func() time.Time
+	// Clocks, if set, are the clocks SnapStart restore detection compares
+	// (tests, which can't pause a microVM).
+	Clocks Clocks
 }
 
 // Run runs the extension until SHUTDOWN or ctx ends. It returns nil after a
@@ -127,6 +130,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	e := newExtension(cfg, awsCfg, ep, log, o.Now, nil)
 	e.metrics = newEMF(cfg, o, e)
+	if e.guard != nil {
+		e.guard.clocks = o.Clocks.orDefault()
+	}
 
 	if listenErr != nil {
 		return initError(ctx, lc, log, errorTypeListenFailed, fmt.Errorf("listening on 127.0.0.1:%d (is AWS's Parameters and Secrets layer also attached? it reads %s too, so remove one of the two layers): %w", cfg.HTTPPort, config.EnvHTTPPort, listenErr))
@@ -141,6 +147,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := e.prefetch(ctx, serve); err != nil {
 		e.stopWithin(defaultShutdown)
 		return initError(ctx, lc, log, lifecycle.ErrorTypePrefetchFailed, err)
+	}
+	if e.guard != nil {
+		e.guard.mark() // what the snapshot will hold is settled
 	}
 	if o.Ready != nil {
 		o.Ready()
@@ -180,6 +189,7 @@ type extension struct {
 	// listings lists paths and selections again as they fall due.
 	listings *listings
 	awsAPI   *awsapi.Handler // POST /, for its counters; nil in some tests
+	guard    *snapGuard      // under SnapStart: restore detection before reads
 	metrics  *emf            // nil unless SECRETS_PREFETCH_METRICS=true
 	ready    atomic.Bool
 }
@@ -206,7 +216,7 @@ func newExtension(cfg config.Config, awsCfg aws.Config, ep awsapi.Endpoints, log
 		ParametersTimeout:   cfg.ParamsTimeout,
 		Logger:              log,
 	})
-	return assemble(cfg, src, log, now, func(c *cache.Cache, paths awsapi.Paths) http.Handler {
+	return assemble(cfg, src, log, now, func(c awsapi.Cache, paths awsapi.Paths) http.Handler {
 		return awsapi.New(awsapi.Options{
 			Cache:                  c,
 			Paths:                  paths,
@@ -259,9 +269,10 @@ func reachClients(awsCfg aws.Config, ep awsapi.Endpoints) source.ClientFactory {
 }
 
 // assemble builds the cache and server around a fetcher. awsAPI, if set,
-// makes the handler of POST / (the AWS API endpoint) around the cache and
-// the paths' listings; server, if set, edits the local server's options.
-func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(*cache.Cache, awsapi.Paths) http.Handler, server ...func(*localserver.Options)) *extension {
+// makes the handler of POST / (the AWS API endpoint) around the cache (or,
+// under SnapStart, the restore guard before it) and the paths' listings;
+// server, if set, edits the local server's options.
+func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() time.Time, awsAPI func(awsapi.Cache, awsapi.Paths) http.Handler, server ...func(*localserver.Options)) *extension {
 	e := &extension{cfg: cfg, log: log, fetcher: f}
 	if now == nil {
 		now = time.Now
@@ -285,14 +296,23 @@ func assemble(cfg config.Config, f cache.Fetcher, log *slog.Logger, now func() t
 		ParametersTimeout: cfg.ParamsTimeout,
 		Now:               now,
 	})
+	// Under SnapStart reads go through the restore guard.
+	var reader interface {
+		localserver.Cache
+		awsapi.Cache
+	} = e.cache
+	if cfg.SnapStart {
+		e.guard = newSnapGuard(e.cache, Clocks{}, cfg.SnapshotExclude, e.refetchAll, func(msg string, args ...any) { log.Info(msg, args...) })
+		reader = e.guard
+	}
 	var api http.Handler
 	if awsAPI != nil {
-		api = awsAPI(e.cache, e.listings)
+		api = awsAPI(reader, e.listings)
 		e.awsAPI, _ = api.(*awsapi.Handler)
 	}
 	e.listings.cache = e.cache
 	so := localserver.Options{
-		Cache:   e.cache,
+		Cache:   reader,
 		AWSAPI:  api,
 		Token:   cfg.Token,
 		Ready:   e.ready.Load,
@@ -396,6 +416,16 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.InitTimeout)
 	defer cancel()
+	if e.cfg.SnapStart && e.cfg.SnapshotExclude {
+		// Nothing in the snapshot: the values are fetched at restore
+		// (snapGuard). Selections are listed now: names, not values.
+		if len(e.cfg.Selections) > 0 {
+			e.listings.listSelections(pctx)
+		}
+		e.log.Info("SnapStart: values are fetched after restore, not kept in the snapshot", "variable", config.EnvSnapshot)
+		started()
+		return nil
+	}
 	var problems []string
 	if len(e.cfg.Selections) > 0 {
 		// Listed first, so their secrets join the prefetch's batches; reads
@@ -451,6 +481,41 @@ func (e *extension) prefetch(ctx context.Context, started func()) error {
 	return e.files.Write(ctx)
 }
 
+// prefetchSet is everything configured: keys (listed items, the members
+// the selections found last, the zero-code mappings' items) and paths.
+func (e *extension) prefetchSet() ([]source.Key, []cache.Path) {
+	var keys []source.Key
+	for _, s := range e.cfg.Secrets {
+		keys = append(keys, secretKey(s))
+	}
+	for _, p := range e.cfg.Parameters {
+		keys = append(keys, parameterKey(p))
+	}
+	keys = append(keys, e.listings.selectionMembers()...)
+	keys = append(keys, zerocode.Keys(e.cfg.EnvMapping, e.cfg.FileMapping)...)
+	paths := make([]cache.Path, len(e.cfg.ParameterPaths))
+	for i, p := range e.cfg.ParameterPaths {
+		paths[i] = cache.Path{Prefix: p.Prefix, Recursive: p.Recursive}
+	}
+	return keys, paths
+}
+
+// refetchAll starts fetching everything configured, in batches, and
+// returns at once: reads from then on join it. After a SnapStart restore.
+func (e *extension) refetchAll() {
+	keys, paths := e.prefetchSet()
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.InitTimeout)
+	pf := e.cache.StartPrefetch(ctx, keys, paths)
+	go func() {
+		defer cancel()
+		rep := pf.Wait()
+		e.log.Info("fetched after restore", "items", rep.Fetched, "failed", len(rep.Failed)+len(rep.PathErrs), "duration_ms", rep.Duration.Milliseconds())
+		for k, err := range rep.Failed {
+			e.log.Warn("fetch after restore failed", "item", k.String(), "code", err.Code, "error", err.Message)
+		}
+	}()
+}
+
 func pathString(p cache.Path) string {
 	return config.Path{Prefix: p.Prefix, Recursive: p.Recursive}.String()
 }
@@ -494,6 +559,9 @@ func (e *extension) loop(ctx context.Context, lc *lifecycle.Client, serveErr <-c
 		}
 		switch ev.EventType {
 		case lifecycle.Invoke:
+			if e.guard != nil {
+				e.guard.check() // the first INVOKE after a restore
+			}
 			e.refresh(ctx, ev)
 			e.metrics.invoke()
 		case lifecycle.Shutdown:

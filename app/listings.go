@@ -327,3 +327,18 @@ func (l *listings) nextDue() time.Time {
 	}
 	return next
 }
+
+// selectionMembers returns the secrets the selections found last.
+func (l *listings) selectionMembers() []source.Key {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var keys []source.Key
+	for _, li := range l.lists {
+		if li.sel != nil {
+			for k := range li.members {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}

@@ -36,6 +36,8 @@ const (
 	EnvConcurrency  = "SECRETS_PREFETCH_CONCURRENCY"
 	EnvMaxRoles     = "SECRETS_PREFETCH_MAX_ROLES"
 	EnvFailover     = "SECRETS_PREFETCH_FAILOVER_REGION"
+	EnvSnapshot     = "SECRETS_PREFETCH_SNAPSHOT"
+	EnvInitType     = "AWS_LAMBDA_INITIALIZATION_TYPE" // Lambda's: "snap-start" under SnapStart
 
 	EnvSessionToken   = "AWS_SESSION_TOKEN"
 	EnvContainerToken = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
@@ -106,6 +108,14 @@ type Config struct {
 	// and prefix:NAME: secrets picked by tag or name, listed again at each
 	// refresh.
 	Selections []Selection
+	// SnapStart is AWS_LAMBDA_INITIALIZATION_TYPE=snap-start: Init runs
+	// once when a version is published, and environments are restored
+	// from its snapshot.
+	SnapStart bool
+	// SnapshotExclude (SECRETS_PREFETCH_SNAPSHOT=exclude, the default under
+	// SnapStart) keeps values out of the snapshot: nothing is fetched
+	// during Init, everything at restore.
+	SnapshotExclude bool
 	// FailoverRegion holds replicas of the home region's secrets; "" = none.
 	FailoverRegion string
 

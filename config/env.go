@@ -137,6 +137,8 @@ func (p *parser) config() Config {
 	c.MaxRoles = p.integer(EnvMaxRoles, 1, 1000, d.MaxRoles, "a whole number")
 	p.checkRoleCount(c.MaxRoles, c.Secrets, c.Parameters)
 	c.FailoverRegion = p.region(EnvFailover)
+	c.SnapStart = p.getenv(EnvInitType) == "snap-start"
+	c.SnapshotExclude = p.snapshot(EnvSnapshot, c.SnapStart)
 	c.LogJSON = p.logJSON(EnvLogFormat)
 	return c
 }
@@ -332,6 +334,24 @@ func (p *parser) checkName(name string, index int, elem string) bool {
 		return true
 	}
 	p.fail(name, elem, index, want)
+	return false
+}
+
+// snapshot reads include or exclude; exclude is the default under
+// SnapStart (values fetched at Init would be thrown away at restore anyway,
+// and would wait in the snapshot meanwhile). Outside SnapStart there is no
+// snapshot: the variable is validated and has no effect.
+func (p *parser) snapshot(name string, snapStart bool) bool {
+	raw, v, ok := p.lookup(name)
+	switch {
+	case !ok:
+		return snapStart
+	case strings.EqualFold(v, "exclude"):
+		return snapStart
+	case strings.EqualFold(v, "include"):
+		return false
+	}
+	p.fail(name, raw, 0, "include or exclude")
 	return false
 }
 

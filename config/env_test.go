@@ -347,7 +347,7 @@ var allVars = []string{
 	EnvHTTPPort, EnvCacheEnabled, EnvCacheSize, EnvMaxConnections, EnvLogLevel, EnvSecretsTTL,
 	EnvParametersTTL, EnvSecretsTimeout, EnvParamsTimeout, EnvSecrets, EnvParameters, EnvRequired,
 	EnvInitTimeout, EnvRefreshAhead, EnvStaleIfError, EnvLazy, EnvSessionToken, EnvContainerToken, EnvLogFormat,
-	EnvEnvMapping, EnvFileMapping, EnvMaxRoles, EnvFailover,
+	EnvEnvMapping, EnvFileMapping, EnvMaxRoles, EnvFailover, EnvSnapshot,
 }
 
 func TestLists(t *testing.T) {

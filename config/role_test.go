@@ -169,3 +169,29 @@ func FuzzSelectionEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestSnapshotSetting(t *testing.T) {
+	for _, tc := range []struct {
+		initType, v      string
+		snapStart, exclu bool
+		bad              bool
+	}{
+		{"", "", false, false, false},
+		{"on-demand", "exclude", false, false, false}, // no snapshot: no effect
+		{"snap-start", "", true, true, false},         // the default under SnapStart
+		{"snap-start", "EXCLUDE", true, true, false},
+		{"snap-start", "include", true, false, false},
+		{"snap-start", "yes", false, false, true},
+	} {
+		c, err := FromEnv(env(map[string]string{EnvSessionToken: testToken, EnvInitType: tc.initType, EnvSnapshot: tc.v}))
+		if tc.bad {
+			if ves := VarErrors(err); len(ves) != 1 || ves[0].Name != EnvSnapshot {
+				t.Errorf("%s/%q: %v, want an error naming %s", tc.initType, tc.v, err, EnvSnapshot)
+			}
+			continue
+		}
+		if err != nil || c.SnapStart != tc.snapStart || c.SnapshotExclude != tc.exclu {
+			t.Errorf("%s/%q: SnapStart %v exclude %v (%v); want %v %v", tc.initType, tc.v, c.SnapStart, c.SnapshotExclude, err, tc.snapStart, tc.exclu)
+		}
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"maps"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/secrets-prefetch/secrets-prefetch/app"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 )
@@ -341,5 +343,108 @@ func TestSelectionsAndPathsFollowAWS(t *testing.T) {
 	}
 	if strings.Contains(e.Out.String(), "sval-") {
 		t.Error("a value reached the log")
+	}
+}
+
+// snapClocks are a wall and a monotonic clock a test moves: together
+// (an environment frozen between invokes) or the wall alone (a SnapStart
+// snapshot restored later).
+type snapClocks struct {
+	mu   sync.Mutex
+	wall time.Time
+	mono time.Duration
+}
+
+func (c *snapClocks) clocks() app.Clocks {
+	return app.Clocks{
+		Wall: func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.wall },
+		Mono: func() time.Duration { c.mu.Lock(); defer c.mu.Unlock(); return c.mono },
+	}
+}
+
+func (c *snapClocks) advance(wall, mono time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wall, c.mono = c.wall.Add(wall), c.mono+mono
+}
+
+// Under SnapStart (include): values prefetched at Init are never served
+// after a restore; the first read joins one batch that fetches them all.
+func TestSnapStartRestoreExpiresEverything(t *testing.T) {
+	clk := &snapClocks{wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
+			"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
+			"SECRETS_PREFETCH_SNAPSHOT":      "include",
+			"SECRETS_PREFETCH_SECRETS":       "a,b",
+		},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			exttest.Must[string](t)(a.PutSecretString(ctx, "a", "snap-a1"))
+			exttest.Must[string](t)(a.PutSecretString(ctx, "b", "snap-b1"))
+		},
+		Clocks: clk.clocks(),
+	})
+	e.WaitReady(t)
+	a := e.AWS
+	if a.Calls(awstest.OpBatchGetSecretValue) != 1 {
+		t.Fatalf("Init: %v, want one batch (include)", a.AllCalls())
+	}
+	// Frozen between invokes: both clocks move; the values stay fresh.
+	clk.advance(2*time.Minute, 2*time.Minute)
+	if r := e.Get(t, exttest.SecretPath("a")); exttest.ValueOf(t, r) != "snap-a1" || r.XCache != "hit" {
+		t.Errorf("after a freeze: %v, want the cached value", r)
+	}
+	// The secrets change while the snapshot waits a week; the restored
+	// environment's monotonic clock moved a second.
+	exttest.Must[string](t)(a.UpdateSecret(t.Context(), "a", "snap-a2"))
+	exttest.Must[string](t)(a.UpdateSecret(t.Context(), "b", "snap-b2"))
+	a.ResetCalls()
+	clk.advance(7*24*time.Hour, time.Second)
+	r := e.Get(t, exttest.SecretPath("a"))
+	if v := exttest.ValueOf(t, r); v != "snap-a2" || r.XCache != "miss" {
+		t.Errorf("first read after restore = %q (%s), want the new value, fetched", v, r.XCache)
+	}
+	if r := e.Get(t, exttest.SecretPath("b")); exttest.ValueOf(t, r) != "snap-b2" {
+		t.Errorf("b after restore = %v", r)
+	}
+	if got := a.AllCalls(); got[awstest.OpBatchGetSecretValue] != 1 || got[awstest.OpGetSecretValue] != 0 {
+		t.Errorf("after restore: %v, want one batch for both", got)
+	}
+	if !strings.Contains(e.Out.String(), "SnapStart restore detected") {
+		t.Error("the restore is not in the log")
+	}
+}
+
+// SECRETS_PREFETCH_SNAPSHOT=exclude (the default under SnapStart): Init
+// fetches nothing, so no value is in the snapshot; the first activity after
+// it fetches everything in one batch.
+func TestSnapStartExcludeFetchesAtRestore(t *testing.T) {
+	clk := &snapClocks{wall: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := exttest.Start(t, exttest.Setup{
+		Env: map[string]string{
+			"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
+			"SECRETS_PREFETCH_SECRETS":       "a,b,c",
+			"SECRETS_PREFETCH_LAZY":          "false",
+		},
+		Seed: func(ctx context.Context, a *awstest.AWS) {
+			for _, n := range []string{"a", "b", "c"} {
+				exttest.Must[string](t)(a.PutSecretString(ctx, n, "snapx-"+n))
+			}
+		},
+		Clocks: clk.clocks(),
+	})
+	e.WaitReady(t)
+	if n := len(e.AWS.AllCalls()); n != 0 {
+		t.Fatalf("Init called AWS: %v; want nothing fetched into the snapshot", e.AWS.AllCalls())
+	}
+	clk.advance(time.Hour, time.Second)
+	e.Invoke(t)
+	for _, n := range []string{"a", "b", "c"} {
+		if v := exttest.ValueOf(t, e.Get(t, exttest.SecretPath(n))); v != "snapx-"+n {
+			t.Errorf("%s = %q", n, v)
+		}
+	}
+	if got := e.AWS.AllCalls(); got[awstest.OpBatchGetSecretValue] != 1 || len(got) != 1 {
+		t.Errorf("after restore: %v, want one batch", got)
 	}
 }

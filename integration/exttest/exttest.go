@@ -94,6 +94,8 @@ type Setup struct {
 	// LambdaClient, if set, is the extension's Extensions API client
 	// (app.Options.HTTPClient), for faults below the HTTP layer.
 	LambdaClient *http.Client
+	// Clocks, if set, are the clocks SnapStart restore detection compares.
+	Clocks app.Clocks
 	// SelfEndpoints sets AWS_ENDPOINT_URL_SECRETS_MANAGER and
 	// AWS_ENDPOINT_URL_SSM to the extension's own address, as a function
 	// using the AWS API endpoint sets them for its whole environment, and
@@ -207,6 +209,7 @@ func Start(t testing.TB, s Setup) *Ext {
 			Ready:      func() { close(e.ready) },
 			Now:        e.Clock.Now,
 			HTTPClient: s.LambdaClient,
+			Clocks:     s.Clocks,
 		})
 		close(e.done)
 	}()
