@@ -60,6 +60,7 @@ func TestRoleARNParameter(t *testing.T) {
 		{parseSecretRequest, "secretId=db&roleArn=" + role},
 		{parseParameterRequest, "name=/app/p&withDecryption=true&roleArn=" + role},
 		{parseSecretRequest, "roleArn=" + role + "&secretId=db&jsonKey=user"},
+		{func(q string) (request, error) { return parsePathRequest("db", q) }, "roleArn=" + role}, // GET /v1/db?roleArn=
 	} {
 		r, err := tc.parse(tc.raw)
 		if err != nil || r.key.Role != role {
