@@ -120,6 +120,21 @@ func fill(b, with Binaries) Binaries {
 // Init. The caller must call Shutdown. Check Supported first for a clear
 // reason when it cannot run.
 func Launch(ctx context.Context, dir string, opts Options) (*Env, error) {
+	// The ports are picked free, but another process may bind one before
+	// RIE does (RIE then exits); start again on other ports a few times.
+	for attempt := 1; ; attempt++ {
+		e, err := launch(ctx, dir, opts)
+		if err == nil || !errors.Is(err, errPortTaken) || attempt == 3 {
+			return e, err
+		}
+	}
+}
+
+// errPortTaken is a start that failed because a port picked for RIE was
+// bound by another process first.
+var errPortTaken = errors.New("a port picked for RIE was taken by another process")
+
+func launch(ctx context.Context, dir string, opts Options) (*Env, error) {
 	b := opts.Binaries
 	if b.RIE == "" || b.Extension == "" || b.Function == "" {
 		return nil, errors.New("rie: Options.Binaries must name RIE, the extension and the function (see Build)")
@@ -187,7 +202,7 @@ func Launch(ctx context.Context, dir string, opts Options) (*Env, error) {
 		e.waitErr = cmd.Wait()
 		close(e.exited)
 	}()
-	if err := e.waitReady(ctx, emulator, 30*time.Second); err != nil {
+	if err := e.waitReady(ctx, ports[1], 30*time.Second); err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		e.Shutdown(sctx)
@@ -196,21 +211,31 @@ func Launch(ctx context.Context, dir string, opts Options) (*Env, error) {
 	return e, nil
 }
 
-// waitReady dials the emulator address until it accepts, RIE exits, or the
-// deadline passes. Building and exec'ing take a moment; there is no signal to
-// wait on but the listening socket itself.
-func (e *Env) waitReady(ctx context.Context, addr string, limit time.Duration) error {
+// waitReady waits until RIE's own process listens on the emulator port, RIE
+// exits, or the deadline passes. Building and exec'ing take a moment; there
+// is no signal to wait on but the listening socket itself. A socket that
+// accepts is not enough: another process may have bound the port first
+// (then RIE exits, and errPortTaken says to start again elsewhere), and an
+// invoke would reach that process instead.
+func (e *Env) waitReady(ctx context.Context, port int, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var d net.Dialer
 	for {
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			conn.Close()
-			return nil
+			if listensOn(e.cmd.Process.Pid, port) {
+				return nil
+			}
+			err = errors.New("the port accepts, but not through RIE's socket")
 		}
 		select {
 		case <-e.exited:
+			if strings.Contains(e.Output(), "address already in use") {
+				return fmt.Errorf("RIE exited before listening: %w", errPortTaken)
+			}
 			return fmt.Errorf("RIE exited before listening: %v", e.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("RIE not listening on %s after %v: %w", addr, limit, err)
@@ -363,8 +388,40 @@ func install(src, dst string) error {
 	return os.WriteFile(dst, data, 0o755)
 }
 
+// listensOn reports whether process pid holds the socket listening on
+// 127.0.0.1:port: /proc/net/tcp gives the listening socket's inode, and one
+// of the process's descriptors must be that socket.
+func listensOn(pid, port int) bool {
+	tab, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	inode := ""
+	for _, line := range strings.Split(string(tab), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1] == local && f[3] == "0A" { // 0A: LISTEN
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return false
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "socket:["+inode+"]" {
+			return true
+		}
+	}
+	return false
+}
+
 // freePorts returns n distinct free loopback ports. Another process could take
-// one before RIE binds it; RIE then fails to start and the error says so.
+// one before RIE binds it; RIE then fails to start, and Launch starts again.
 func freePorts(n int) ([]int, error) {
 	var ports []int
 	for range n {
