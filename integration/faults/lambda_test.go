@@ -209,8 +209,8 @@ func TestShutdownDrainsInFlightReads(t *testing.T) {
 func TestInitBudgetRunsOut(t *testing.T) {
 	env := func(required string) map[string]string {
 		return map[string]string{
-			"SECRETS_PREFETCH_SECRETS":             "slow-1,slow-2",
-			"SECRETS_PREFETCH_PARAMETERS":          "/fast/p,/tree/*",
+			"SECRETS_PREFETCH_SECRETS":    "slow-1,slow-2",
+			"SECRETS_PREFETCH_PARAMETERS": "/fast/p,/tree/*",
 			// The black holes never answer, so the budget runs out however
 			// long it is; it is long enough that /fast/p, which must be in,
 			// is fetched within it on a loaded machine too.
