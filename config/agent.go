@@ -81,7 +81,11 @@ func AgentFromEnv(getenv func(string) string, f *File) (Agent, error) {
 	if port == 0 {
 		port = d.HTTPPort // HTTPPort was bad: reported already
 	}
-	a.Listen = p.listen(EnvListen, net.JoinHostPort(defaultListenHost, strconv.Itoa(port)))
+	host := defaultListenHost
+	if f != nil && f.listenHost != "" {
+		host = f.listenHost // the Secrets Manager Agent's http_address
+	}
+	a.Listen = p.listen(EnvListen, net.JoinHostPort(host, strconv.Itoa(port)))
 	a.MetricsListen = p.listen(EnvMetricsListen, "")
 	a.ShutdownTimeout = p.millis(EnvShutdownTimeout, 1, 600000, 5000*time.Millisecond)
 	a.Token, a.TokenVar, a.TokenFile = p.agentToken(a.TokenVars)
@@ -179,7 +183,11 @@ func ListenAddress(getenv func(string) string, f *File) (string, error) {
 	}
 	p := parser{getenv: getenv}
 	port := p.integer(EnvHTTPPort, 1, 65535, Default().HTTPPort, "a whole number")
-	addr := p.listen(EnvListen, net.JoinHostPort(defaultListenHost, strconv.Itoa(port)))
+	host := defaultListenHost
+	if f != nil && f.listenHost != "" {
+		host = f.listenHost
+	}
+	addr := p.listen(EnvListen, net.JoinHostPort(host, strconv.Itoa(port)))
 	errs := p.errs
 	if f != nil {
 		errs = f.rename(errs)

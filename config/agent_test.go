@@ -155,7 +155,7 @@ func TestAgentFile(t *testing.T) {
 // all of them at once; a bad variable is still named as the variable.
 func TestAgentFileErrors(t *testing.T) {
 	f, err := ParseFile("agent.toml", []byte(`
-http_port = "2773"
+http_port = "27x3"
 ttl_seconds = 100000
 cache_size = 0
 unknown_key = 1
@@ -254,4 +254,52 @@ func unwrapJoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// The Secrets Manager Agent's own files, as it reads them: numbers and
+// booleans may be quoted; http_address, ignore_transient_errors and
+// validate_credentials are its keys too.
+func TestAgentFileAsTheSecretsManagerAgentWritesIt(t *testing.T) {
+	f, err := ParseFile("config.toml", []byte(`
+log_level = "DEBUG"
+http_address = "0.0.0.0"
+http_port = "8080"
+ttl_seconds = "60"
+cache_size = "500"
+max_conn = "20"
+log_to_file = "false"
+ignore_transient_errors = false
+validate_credentials = "true"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := AgentFromEnv(agentEnv(map[string]string{EnvToken: "t"}), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Listen != "0.0.0.0:8080" || a.SecretsTTL != time.Minute || a.CacheSize != 500 || a.MaxInFlight != 20 ||
+		a.StaleIfError != 0 || a.LogLevel != LogDebug || len(a.Warnings) != 0 {
+		t.Errorf("the agent's file: %v (warnings %q)", a, a.Warnings)
+	}
+	if addr, err := ListenAddress(agentEnv(nil), f); err != nil || addr != "0.0.0.0:8080" {
+		t.Errorf("ListenAddress: %q, %v", addr, err)
+	}
+	// stale_if_error_seconds, ours, wins over ignore_transient_errors.
+	f, err = ParseFile("config.toml", []byte("ignore_transient_errors = false\n[prefetch]\nstale_if_error_seconds = 30\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := AgentFromEnv(agentEnv(map[string]string{EnvToken: "t"}), f); err != nil || a.StaleIfError != 30*time.Second {
+		t.Errorf("stale_if_error_seconds with ignore_transient_errors = false: %v, %v", a.StaleIfError, err)
+	}
+	for _, bad := range []string{`http_address = "localhost"`, `validate_credentials = "yes"`, `max_conn = "20x"`, `ignore_transient_errors = 1`} {
+		f, err := ParseFile("config.toml", []byte(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := AgentFromEnv(agentEnv(map[string]string{EnvToken: "t"}), f); err == nil || !strings.Contains(err.Error(), "config.toml: "+strings.Fields(bad)[0]) {
+			t.Errorf("%s: %v, want an error naming the key", bad, err)
+		}
+	}
 }

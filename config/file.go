@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,6 +24,7 @@ type File struct {
 
 	tokenVars, tokenHeaders []string
 	pathPrefix, region      string
+	listenHost              string // http_address
 	maxInFlight             int
 	warnings                []string
 	errs                    []error // unknown keys, wrong types, bad values of file-only keys
@@ -39,16 +41,19 @@ type fileKey struct {
 
 // The Secrets Manager Agent's keys, with our ranges where wider.
 var agentKeys = map[string]fileKey{
-	"log_level":          {"string", []string{EnvLogLevel}, "one of DEBUG, INFO, WARN, ERROR, NONE"},
-	"log_to_file":        {"boolean", nil, "true or false"},
-	"http_port":          {"integer", []string{EnvHTTPPort}, "a whole number from 1 to 65535"},
-	"region":             {"string", nil, "an AWS region name, e.g. us-east-1"},
-	"ttl_seconds":        {"integer", []string{EnvSecretsTTL, EnvParametersTTL}, "whole seconds from 0 to 86400"},
-	"cache_size":         {"integer", []string{EnvCacheSize}, "a whole number from 1 to 100000"},
-	"ssrf_headers":       {"strings", nil, "a non-empty array of HTTP header names"},
-	"ssrf_env_variables": {"strings", nil, "a non-empty array of environment variable names"},
-	"path_prefix":        {"string", nil, `a path starting with "/", e.g. "/v1/"`},
-	"max_conn":           {"integer", nil, "a whole number from 1 to 1000"},
+	"log_level":               {"string", []string{EnvLogLevel}, "one of DEBUG, INFO, WARN, ERROR, NONE"},
+	"log_to_file":             {"boolean", nil, "true or false"},
+	"http_port":               {"integer", []string{EnvHTTPPort}, "a whole number from 1 to 65535"},
+	"region":                  {"string", nil, "an AWS region name, e.g. us-east-1"},
+	"ttl_seconds":             {"integer", []string{EnvSecretsTTL, EnvParametersTTL}, "whole seconds from 0 to 86400"},
+	"cache_size":              {"integer", []string{EnvCacheSize}, "a whole number from 1 to 100000"},
+	"ssrf_headers":            {"strings", nil, "a non-empty array of HTTP header names"},
+	"ssrf_env_variables":      {"strings", nil, "a non-empty array of environment variable names"},
+	"path_prefix":             {"string", nil, `a path starting with "/", e.g. "/v1/"`},
+	"max_conn":                {"integer", nil, "a whole number from 1 to 1000"},
+	"http_address":            {"string", nil, "an IP address to listen on, e.g. 127.0.0.1"},
+	"ignore_transient_errors": {"boolean", nil, "true or false"},
+	"validate_credentials":    {"boolean", nil, "true or false"},
 }
 
 // Ours, in [prefetch]: SECRETS_PREFETCH_<KEY> in lower case.
@@ -136,9 +141,24 @@ func (f *File) set(full string, table map[string]fileKey, key string, v any) {
 	}
 	switch key {
 	case "log_to_file":
-		if v.(bool) {
+		if text == "true" {
 			f.warnings = append(f.warnings, "log_to_file = true is ignored: logs go to stdout and stderr (journald, the container's log)")
 		}
+	case "http_address":
+		if ip := net.ParseIP(v.(string)); ip == nil {
+			f.fail(full, v, fk.want)
+		} else {
+			f.listenHost = ip.String()
+		}
+	case "ignore_transient_errors":
+		// false: no stale value when a refresh fails, unless
+		// [prefetch] stale_if_error_seconds (read after it) says otherwise.
+		if text == "false" {
+			f.env[EnvStaleIfError], f.keys[EnvStaleIfError] = "0", full
+		}
+	case "validate_credentials":
+		// The prefetch is the check: a credential that doesn't work fails
+		// it (exit 3 under SECRETS_PREFETCH_REQUIRED=true), and is logged.
 	case "region":
 		if s := v.(string); !regionName.MatchString(s) || len(s) > 64 {
 			f.fail(full, v, fk.want)
@@ -168,10 +188,10 @@ func (f *File) set(full string, table map[string]fileKey, key string, v any) {
 			f.pathPrefix = s
 		}
 	case "max_conn":
-		if n := v.(int64); n < 1 || n > 1000 {
+		if n, ok := digits(text); !ok || n < 1 || n > 1000 {
 			f.fail(full, v, fk.want)
 		} else {
-			f.maxInFlight = int(n)
+			f.maxInFlight = n
 		}
 	case "secrets", "parameters":
 		for i, s := range list {
@@ -198,11 +218,26 @@ func asKind(kind string, v any) (text string, list []string, ok bool) {
 		s, ok := v.(string)
 		return s, nil, ok
 	case "integer":
-		n, ok := v.(int64)
-		return strconv.FormatInt(n, 10), nil, ok
+		// The Secrets Manager Agent reads its numbers as strings, so its
+		// files may quote them (http_port = "2773"): both are taken, and
+		// the text is checked as a variable's would be.
+		switch n := v.(type) {
+		case int64:
+			return strconv.FormatInt(n, 10), nil, true
+		case string:
+			return n, nil, true
+		}
+		return "", nil, false
 	case "boolean":
-		b, ok := v.(bool)
-		return strconv.FormatBool(b), nil, ok
+		switch b := v.(type) {
+		case bool:
+			return strconv.FormatBool(b), nil, true
+		case string: // likewise "true" / "false"
+			if strings.EqualFold(b, "true") || strings.EqualFold(b, "false") {
+				return strings.ToLower(b), nil, true
+			}
+		}
+		return "", nil, false
 	case "float":
 		switch n := v.(type) {
 		case float64:

@@ -26,7 +26,10 @@ func TestConfigFileWithEveryKey(t *testing.T) {
 	text := fmt.Sprintf(`
 log_level = "DEBUG"
 log_to_file = true
-http_port = 2999
+http_address = "127.0.0.1"
+http_port = "2999"
+ignore_transient_errors = true
+validate_credentials = true
 region = "us-east-1"
 ttl_seconds = 600
 cache_size = 10
