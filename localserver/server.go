@@ -88,6 +88,9 @@ type Server struct {
 	// before its deadline, so reads still waiting for AWS answer then.
 	base       context.Context
 	cancelBase context.CancelFunc
+	// drainMargin and handlerGrace are Shutdown's (the constants below;
+	// tests widen them so a loaded machine meets them).
+	drainMargin, handlerGrace time.Duration
 
 	mu      sync.Mutex    // protects active and drained
 	active  int           // requests being handled
@@ -131,7 +134,7 @@ func New(o Options) *Server {
 	if o.PathPrefix == "" {
 		o.PathPrefix = DefaultPathPrefix
 	}
-	s := &Server{slots: make(chan struct{}, o.MaxInFlight), log: o.Logger}
+	s := &Server{slots: make(chan struct{}, o.MaxInFlight), log: o.Logger, drainMargin: drainMargin, handlerGrace: handlerGrace}
 	s.SetToken(o.Token)
 	o.Token = "" // only its digest is kept
 	s.opts = o
@@ -178,7 +181,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	drain := ctx
 	if d, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
-		drain, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/4, drainMargin)))
+		drain, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/4, s.drainMargin)))
 		defer cancel()
 	}
 	stop := context.AfterFunc(drain, s.cancelBase)
@@ -189,7 +192,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	final, grace := ctx, context.Background()
 	if d, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
-		final, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/8, drainMargin/2)))
+		final, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/8, s.drainMargin/2)))
 		defer cancel()
 		grace, cancel = context.WithDeadline(grace, d)
 		defer cancel()
@@ -205,7 +208,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// A client not reading its answer, say: cut the connections, which
 		// fails the handlers' writes, and give them a moment to return.
 		s.srv.Close()
-		gctx, cancel := context.WithTimeout(grace, handlerGrace)
+		gctx, cancel := context.WithTimeout(grace, s.handlerGrace)
 		defer cancel()
 		if werr := s.waitHandlers(gctx); werr != nil {
 			err = errors.Join(err, errors.New("handlers still running after their connections were closed"))

@@ -26,6 +26,13 @@ func TestShutdownAnswersReadsInFlight(t *testing.T) {
 		return cache.Result{}, &source.Error{Class: source.ClassTimeout, Code: "UpstreamTimeout", Key: key}
 	}}
 	s := newServer(fc)
+	// The answers get the time between the drain point and the final wait's
+	// end to go out: an eighth of the time left, capped at half the margin
+	// (100 ms in production). A loaded machine can take longer than that to
+	// schedule eight handlers, so the test widens the margins: 8 s before
+	// the deadline, the drain point comes at 6 s and the answers have a
+	// whole second. What is proved is the same: answered, not cut.
+	s.drainMargin, s.handlerGrace = 2*time.Second, time.Second
 	l, err := Listen(0)
 	if err != nil {
 		t.Fatal(err)
@@ -61,14 +68,14 @@ func TestShutdownAnswersReadsInFlight(t *testing.T) {
 	for range readers {
 		<-entered
 	}
-	deadline := time.Now().Add(500 * time.Millisecond)
+	deadline := time.Now().Add(8 * time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
 	// Only a Shutdown that ignores its deadline fails here, not a slow machine.
-	if over := time.Since(deadline); over > 2*time.Second {
+	if over := time.Since(deadline); over > 10*time.Second {
 		t.Errorf("Shutdown returned %v past its deadline", over)
 	}
 	s.mu.Lock()
