@@ -1,7 +1,6 @@
 package faults_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 )
@@ -27,20 +25,10 @@ func TestIdleConnectionsUnderLambdaFDLimit(t *testing.T) {
 	if _, err := os.Stat("/proc/self/fd"); err != nil {
 		t.Skip("needs /proc to count descriptors")
 	}
-	api, rec := extapitest.NewServer(t)
-	_, portStr, _ := net.SplitHostPort(closedAddr(t))
-	addr := net.JoinHostPort("127.0.0.1", portStr)
-	cmd := exec.Command("sh", "-c", `ulimit -n 1024 && exec "$0"`, extensionBinary(t))
-	p := startCmd(t, cmd,
-		"AWS_LAMBDA_RUNTIME_API="+api.Addr(),
-		"AWS_SESSION_TOKEN="+exttest.Token,
-		"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT="+portStr,
-	)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := rec.WaitNext(ctx, 1); err != nil {
-		t.Fatalf("the extension did not finish Init: %v\n%s", err, p.out)
-	}
+	p, api, _, port := startListening(t, func() *exec.Cmd {
+		return exec.Command("sh", "-c", `ulimit -n 1024 && exec "$0"`, extensionBinary(t))
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.cmd.Process.Pid)); !strings.Contains(string(b), "Max open files            1024") {
 		t.Fatalf("the extension does not run with 1,024 descriptors:\n%s", b)
 	}

@@ -157,6 +157,41 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
+// startListening starts the extension (newCmd's command, with env) on a
+// free loopback port with an Extensions API of its own, and waits until its
+// Init is done (its first /next). The port is found free and then bound by
+// the extension, so another process may take it in between: if the
+// extension's Init fails because the address is in use, it starts again on
+// another port. That fixes the race at its cause, at startup; nothing the
+// test checks is tried twice.
+func startListening(t *testing.T, newCmd func() *exec.Cmd, env ...string) (p *proc, api *extapitest.Server, rec *extapitest.Record, port int) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		api, rec = extapitest.NewServer(t)
+		_, portStr, _ := net.SplitHostPort(closedAddr(t))
+		port, _ = strconv.Atoi(portStr)
+		p = startCmd(t, newCmd(), append([]string{
+			"AWS_LAMBDA_RUNTIME_API=" + api.Addr(),
+			"AWS_SESSION_TOKEN=" + exttest.Token,
+			"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=" + portStr,
+		}, env...)...)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		err := rec.WaitFor(ctx, func() bool { return rec.NextCalls() >= 1 || len(rec.InitErrors()) > 0 })
+		cancel()
+		if err != nil {
+			t.Fatalf("the extension did not finish Init: %v\n%s", err, p.out)
+		}
+		if rec.NextCalls() >= 1 {
+			return p, api, rec, port
+		}
+		p.exitCode(t, 20*time.Second)
+		if !strings.Contains(p.out.String(), "address already in use") || attempt == 5 {
+			t.Fatalf("the extension's Init failed: %+v\n%s", rec.InitErrors(), p.out)
+		}
+		t.Logf("port %d was taken before the extension bound it: starting again on another", port)
+	}
+}
+
 // TestProcessRegisterFailures: the extension binary exits non-zero, saying
 // why in its output, when the Extensions API is missing, unreachable or
 // refuses the registration.
@@ -193,20 +228,9 @@ func TestProcessRegisterFailures(t *testing.T) {
 func TestProcessListensOnLoopbackOnly(t *testing.T) {
 	for _, stop := range []string{"SHUTDOWN", "SIGTERM"} {
 		t.Run(stop, func(t *testing.T) {
-			api, rec := extapitest.NewServer(t)
-			_, portStr, _ := net.SplitHostPort(closedAddr(t))
-			port, _ := strconv.Atoi(portStr)
-			p := startProc(t,
-				"AWS_LAMBDA_RUNTIME_API="+api.Addr(),
-				"AWS_SESSION_TOKEN="+exttest.Token,
-				"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT="+portStr,
-			)
 			// Asking for an event means Init is done and the server is up.
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			if err := rec.WaitNext(ctx, 1); err != nil {
-				t.Fatalf("the extension did not finish Init: %v\n%s", err, p.out)
-			}
+			p, api, rec, port := startListening(t, func() *exec.Cmd { return exec.Command(extensionBinary(t)) })
+			portStr := strconv.Itoa(port)
 			if r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", port)); err != nil || r.StatusCode != http.StatusOK {
 				t.Fatalf("ping on loopback: %v %v", r, err)
 			} else {
