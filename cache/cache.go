@@ -170,6 +170,9 @@ type call struct {
 	// so that the entries it fetched together are retried together, in one
 	// batch, rather than spread over many INVOKEs in small ones.
 	jitter float64
+	// together marks a fetch of a prefetch: like a refresh round's, its
+	// jitter is drawn once for all the entries it fetches.
+	together bool
 	// probe marks the fetch that tests whether its service's outage is
 	// over; spent, a fetch its caller's budget ended (a prefetch's), whose
 	// failure tells nothing of AWS's health.
@@ -737,7 +740,7 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 	}
 	switch {
 	case serr == nil:
-		c.store(e, item, now)
+		c.store(e, item, now, c.pointJitter(cl))
 		e.alone = false
 		if o.failures > 0 {
 			// AWS answers again: every entry the outage held back is due.
@@ -803,15 +806,30 @@ func lean(err *source.Error) *source.Error {
 	return &source.Error{Class: err.Class, Code: err.Code, Message: err.Message, Key: err.Key, Batch: err.Batch}
 }
 
-// store records a fetched value. Requires mu.
-func (c *Cache) store(e *entry, item *source.Item, now time.Time) {
+// store records a fetched value; r in [0, 1) places its refresh point in
+// the 10% before the refresh-ahead point. Requires mu.
+func (c *Cache) store(e *entry, item *source.Item, now time.Time, r float64) {
 	e.item, e.fetched = item, now
 	e.err, e.failures, e.retryAt = nil, 0, time.Time{}
 	ahead := time.Duration(float64(c.ttl(e.key.Service)) * c.opts.RefreshAhead)
 	// Up to 10% earlier, so a fleet started together spreads its refreshes.
-	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*c.opts.Rand()))
+	e.refreshAt = now.Add(ahead - time.Duration(float64(ahead)*0.1*r))
 	c.lowerDue(e.refreshAt)
 	c.place(e)
+}
+
+// pointJitter is the jitter of the refresh point of the value cl stores:
+// its round's for a prefetch or refresh round, so that the entries one
+// round stored together come due together, and one timer wake-up (which
+// takes what falls due within 10% of the TTL) fetches them in the same
+// batches. Drawn for each entry, their points would spread over 8% of the
+// TTL, and a wake-up brought forward by another entry (of the other
+// service, say) could take some of a batch and leave the rest.
+func (c *Cache) pointJitter(cl *call) float64 {
+	if cl.refresh || cl.together {
+		return cl.jitter
+	}
+	return c.opts.Rand()
 }
 
 // jitterOf is cl's backoff jitter: its refresh round's, or a new one.

@@ -63,6 +63,7 @@ func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Pa
 	calls := make(map[source.Key]*call, len(keys))
 	todo := make([]source.Key, 0, len(keys))
 	pfs := make([]*pathFetch, len(paths))
+	jitter := c.opts.Rand() // one for the prefetch: see Cache.pointJitter
 
 	c.mu.Lock()
 	if c.closed {
@@ -82,7 +83,9 @@ func (c *Cache) StartPrefetch(ctx context.Context, keys []source.Key, paths []Pa
 			joined[k] = e.call
 			continue
 		}
-		calls[k] = c.start(e, false)
+		cl := c.start(e, false)
+		cl.jitter, cl.together = jitter, true
+		calls[k] = cl
 		todo = append(todo, k)
 	}
 	for i, p := range paths {
@@ -177,7 +180,7 @@ func (c *Cache) storePathItem(p *pathFetch, k source.Key, item *source.Item) {
 		e = c.insert(k, now)
 	}
 	c.configure(e) // a member of a configured path
-	c.store(e, item, now)
+	c.store(e, item, now, c.opts.Rand())
 	if p != nil {
 		p.brought(k)
 	}

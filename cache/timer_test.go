@@ -62,3 +62,40 @@ func TestRefreshWithinAndNextDue(t *testing.T) {
 		t.Fatalf("RefreshDue at p's point: %+v", rep)
 	}
 }
+
+// The entries one prefetch stored share the jitter of their refresh point,
+// and so do those of one refresh round: a wake-up brought forward by
+// another entry (here a parameter prefetched before them) takes all of them
+// or none, never part of a batch. Drawn one each, their points would spread
+// over 5 s of the 10 s window, and the wake-up at /p's point would take a
+// and leave b to a call of its own.
+func TestRefreshPointsOfARoundComeDueTogether(t *testing.T) {
+	n := 0
+	h := newHarness(t, func(o *Options) {
+		o.Rand = func() float64 { // 0, 0.9, 0, 0.9, ...
+			n++
+			if n%2 == 0 {
+				return 0.9
+			}
+			return 0
+		}
+	})
+	ctx := context.Background()
+	a, b, p := source.SecretKey("a"), source.SecretKey("b"), source.ParameterKey("/p")
+	h.c.Prefetch(ctx, []source.Key{p}, nil) // jitter 0: due at 50 s
+	h.clock.set(12 * time.Second)
+	h.c.Prefetch(ctx, []source.Key{a, b}, nil) // jitter 0.9: both due at 57.5 s
+	h.clock.set(50 * time.Second)
+	if rep := h.c.RefreshWithin(ctx, 0.1); counts(rep) != (refreshCounts{Due: 3, Refreshed: 3}) {
+		t.Fatalf("at /p's point: %+v, want a and b (57.5 s, within 60 s) along", rep)
+	}
+	// The round's jitter (0) places all three points at 100 s.
+	if due := h.c.NextDue(); !due.Equal(t0.Add(100 * time.Second)) {
+		t.Fatalf("NextDue = %v, want the round's point (t0+100s)", due.Sub(t0))
+	}
+	h.clock.set(100 * time.Second)
+	if rep := h.c.RefreshWithin(ctx, 0.1); counts(rep) != (refreshCounts{Due: 3, Refreshed: 3}) {
+		t.Fatalf("at the round's point: %+v", rep)
+	}
+	h.wantBatches([]source.Key{p}, []source.Key{a, b}, []source.Key{a, b, p}, []source.Key{a, b, p})
+}
