@@ -74,11 +74,14 @@ func TestPrefetchServeAndTimerRefresh(t *testing.T) {
 		"SECRETS_PREFETCH_LISTEN="+addr,
 		"SECRETS_PREFETCH_SECRETS=db,api",
 		"SECRETS_PREFETCH_PARAMETERS=/app/flag,/app/size",
-		// 10 s: a round falls 7.2–8 s after the last. Shorter TTLs make
-		// the 10% window (1 s) too narrow beside a loaded machine's spread
-		// of one batch's stores, splitting a round in two.
+		// 10 s: a round falls 7.2–8 s after the last.
 		"SECRETS_MANAGER_TTL=10",
 		"SSM_PARAMETER_STORE_TTL=10",
+		// The test holds calls at the front: budgets no loaded machine
+		// runs out of while it does.
+		"SECRETS_MANAGER_TIMEOUT_MILLIS=120000",
+		"SSM_PARAMETER_STORE_TIMEOUT_MILLIS=120000",
+		"SECRETS_PREFETCH_INIT_TIMEOUT_MILLIS=120000",
 	)
 	release := f.hold(t, awstest.OpBatchGetSecretValue)
 	p := start(t, env, "agent")
@@ -117,36 +120,60 @@ func TestPrefetchServeAndTimerRefresh(t *testing.T) {
 	}
 
 	// Changed in AWS; no read at all until the timer has refreshed both.
+	// Each service in turn: the next timer round's batch call is held at
+	// the front, the value changed in AWS meanwhile, and the call let go;
+	// the round (the timer runs one at a time) logs once it has stored
+	// what the call brought. Holding it orders the change before the fetch
+	// and tells which log line ends the round, whatever the machine's pace.
 	ctx := context.Background()
-	if _, err := f.AWS.UpdateSecret(ctx, "db", "db-v2"); err != nil {
-		t.Fatal(err)
+	batchOf := map[string][]string{
+		awstest.OpBatchGetSecretValue: {`"db"`, `"api"`},
+		awstest.OpGetParameters:       {`"/app/flag"`, `"/app/size"`},
 	}
-	if _, err := f.AWS.PutParameter(ctx, "/app/flag", "flag-v2", "String"); err != nil {
-		t.Fatal(err)
-	}
-	mark = f.mark()
-	before := p.out.count("msg=refreshed", "due=4", "refreshed=4")
-	p.out.waitLines(t, before+1, "msg=refreshed", "due=4", "refreshed=4")
-	calls := f.since(mark)
-	batches := 0
-	for _, c := range calls {
-		switch c.op {
-		case awstest.OpBatchGetSecretValue:
-			batches++
-			if !strings.Contains(c.body, `"db"`) || !strings.Contains(c.body, `"api"`) {
-				t.Errorf("a timer refresh asked for the secrets one by one: %s", c.body)
+	refreshRound := func(op string, change func()) {
+		t.Helper()
+		release := f.hold(t, op)
+		f.waitArrived(t, op)
+		change()
+		// The agent writes its log in order: once the line of a request
+		// made now is in, so are those of the rounds before this one, and
+		// the next "refreshed" line is this round's.
+		pings := p.out.count("msg=request", "path=/ping")
+		p.get(t, "/ping")
+		p.out.waitLines(t, pings+1, "msg=request", "path=/ping")
+		before := p.out.count("msg=refreshed")
+		mark := f.mark()
+		release()
+		p.out.waitLines(t, before+1, "msg=refreshed")
+		calls := f.since(mark)
+		batched := false
+		for _, c := range calls {
+			items, ok := batchOf[c.op]
+			if !ok {
+				t.Errorf("a timer refresh made a %s call (want the batched calls only): %s", c.op, c.body)
+				continue
 			}
-		case awstest.OpGetParameters:
-			if !strings.Contains(c.body, `"/app/flag"`) || !strings.Contains(c.body, `"/app/size"`) {
-				t.Errorf("a timer refresh asked for the parameters one by one: %s", c.body)
+			for _, item := range items {
+				if !strings.Contains(c.body, item) {
+					t.Errorf("a timer refresh left %s out of its batch: %s", item, c.body)
+				}
 			}
-		default:
-			t.Errorf("a timer refresh made a %s call (want the batched calls only): %s", c.op, c.body)
+			batched = batched || c.op == op
+		}
+		if !batched {
+			t.Fatalf("no %s call for the refresh: %v", op, calls)
 		}
 	}
-	if batches == 0 {
-		t.Fatalf("no BatchGetSecretValue call for the refresh: %v", calls)
-	}
+	refreshRound(awstest.OpBatchGetSecretValue, func() {
+		if _, err := f.AWS.UpdateSecret(ctx, "db", "db-v2"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	refreshRound(awstest.OpGetParameters, func() {
+		if _, err := f.AWS.PutParameter(ctx, "/app/flag", "flag-v2", "String"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for path, want := range map[string]string{secretPath("db"): "db-v2", paramPath("/app/flag"): "flag-v2"} {
 		r := p.get(t, path, withToken(token)...)
 		if got := value(t, r); got != want || r.xcache != "hit" {
