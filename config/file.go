@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 )
@@ -77,10 +78,14 @@ var prefetchKeys = map[string]fileKey{
 // prefetchTable is the name of our table in the file.
 const prefetchTable = "prefetch"
 
+// Compiled on first use, by the file's parser alone: a counted repetition
+// ({1,256}) compiles to that many copies, and compiling these three at
+// package initialisation took a millisecond and half a megabyte before
+// every start of the extension could register.
 var (
-	headerName = regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]{1,256}$`)
-	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`)
-	regionName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	headerName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]{1,256}$`) })
+	envName    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`) })
+	regionName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`) })
 )
 
 // ParseFile parses a config file's text. A TOML syntax error is returned
@@ -160,19 +165,19 @@ func (f *File) set(full string, table map[string]fileKey, key string, v any) {
 		// The prefetch is the check: a credential that doesn't work fails
 		// it (exit 3 under SECRETS_PREFETCH_REQUIRED=true), and is logged.
 	case "region":
-		if s := v.(string); !regionName.MatchString(s) || len(s) > 64 {
+		if s := v.(string); !regionName().MatchString(s) || len(s) > 64 {
 			f.fail(full, v, fk.want)
 		} else {
 			f.region = s
 		}
 	case "ssrf_headers":
-		if len(list) == 0 || slices.ContainsFunc(list, func(h string) bool { return !headerName.MatchString(h) }) {
+		if len(list) == 0 || slices.ContainsFunc(list, func(h string) bool { return !headerName().MatchString(h) }) {
 			f.fail(full, v, fk.want)
 		} else {
 			f.tokenHeaders = list
 		}
 	case "ssrf_env_variables":
-		if len(list) == 0 || slices.ContainsFunc(list, func(h string) bool { return !envName.MatchString(h) }) {
+		if len(list) == 0 || slices.ContainsFunc(list, func(h string) bool { return !envName().MatchString(h) }) {
 			f.fail(full, v, fk.want)
 		} else {
 			f.tokenVars = list
