@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/localserver"
 )
 
@@ -159,17 +159,9 @@ type proc struct {
 	err    error // Wait's result, set before exited is closed
 }
 
-// freeAddr is a loopback address nothing listens on (just now).
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+// freeAddr is a loopback address nothing listens on, for an agent to bind
+// (see exttest.FreeAddr: not one another process is soon handed).
+func freeAddr(t testing.TB) string { return exttest.FreeAddr(t) }
 
 // baseEnv is the environment every agent starts with: the emulated AWS's
 // endpoint and credentials, no developer configuration, debug logs.

@@ -3,9 +3,7 @@ package deploy_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/secrets-prefetch/secrets-prefetch/integration/awstest"
+	"github.com/secrets-prefetch/secrets-prefetch/integration/exttest"
 	"github.com/secrets-prefetch/secrets-prefetch/integration/rie"
 )
 
@@ -264,13 +263,6 @@ func readFile(t *testing.T, path string) []byte {
 	return data
 }
 
-// freeAddr is a free 127.0.0.1:port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr())
-}
+// freeAddr is a free 127.0.0.1:port, for the agent to bind (see
+// exttest.FreeAddr: not one another process is soon handed).
+func freeAddr(t *testing.T) string { return exttest.FreeAddr(t) }
