@@ -708,12 +708,7 @@ func (c *Cache) fetchOne(cl *call) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.fetchTimeout(cl.e.key.Service))
 	defer cancel()
 	item, err := c.opts.Fetcher.FetchOne(ctx, cl.e.key)
-	c.finish(cl, item, err)
-	if cl.lazy {
-		c.mu.Lock()
-		c.lazy--
-		c.mu.Unlock()
-	}
+	c.finish(cl, item, err) // which also frees its place among the lazy fetches
 }
 
 // finish records the outcome of cl on its entry, wakes its waiters and
@@ -789,6 +784,11 @@ func (c *Cache) finish(cl *call, item *source.Item, err error) *source.Error {
 	}
 	if !c.closed {
 		c.place(e)
+	}
+	if cl.lazy {
+		// Before done closes: a read that saw this fetch end must not be
+		// refused (ErrBusy) for it still counting.
+		c.lazy--
 	}
 	c.mu.Unlock()
 	close(cl.done)

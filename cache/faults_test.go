@@ -168,3 +168,12 @@ func TestBusyReadEvictsNothing(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// A lazy fetch frees its place among MaxLazyFetches before its readers
+// wake: the next read, straight after, is not refused for it.
+func TestLazyPlaceFreedBeforeReadersWake(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxLazyFetches = 1 })
+	for i := range 100 {
+		h.mustGet(source.SecretKey(fmt.Sprintf("k%d", i)), Miss)
+	}
+}
