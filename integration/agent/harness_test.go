@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,64 +25,13 @@ import (
 // waits for time to pass.
 const waitFor = 60 * time.Second
 
-var (
-	buildOnce sync.Once
-	binary    string // the built secrets-prefetch
-	binDir    string
-	buildErr  error
-)
+// binary is the secrets-prefetch binary the tests run.
+var binary exttest.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	binary.Remove()
 	os.Exit(code)
-}
-
-// agentBinary builds the binary (the root module) once per run.
-func agentBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if binDir, err = os.MkdirTemp("", "agent-bin-"); err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(binDir, "secrets-prefetch")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binary, ".")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(mod, []byte("module github.com/secrets-prefetch/secrets-prefetch\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no enclosing directory holds the root go.mod")
-		}
-		dir = parent
-	}
 }
 
 // logBuf is a process's output, safe for concurrent use, that a test can
@@ -186,7 +133,7 @@ func baseEnv(endpoint string) []string {
 func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{out: newLogBuf(), exited: make(chan struct{})}
-	p.cmd = exec.Command(agentBinary(t), args...)
+	p.cmd = exec.Command(binary.Path(t), args...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	for _, kv := range env {

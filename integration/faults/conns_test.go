@@ -26,7 +26,7 @@ func TestIdleConnectionsUnderLambdaFDLimit(t *testing.T) {
 		t.Skip("needs /proc to count descriptors")
 	}
 	p, api, _, port := startListening(t, func() *exec.Cmd {
-		return exec.Command("sh", "-c", `ulimit -n 1024 && exec "$0"`, extensionBinary(t))
+		return exec.Command("sh", "-c", `ulimit -n 1024 && exec "$0"`, binary.Path(t))
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.cmd.Process.Pid)); !strings.Contains(string(b), "Max open files            1024") {

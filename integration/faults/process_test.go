@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +9,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,65 +20,13 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/internal/extapitest"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string // the built extension
-	binDir    string
-	buildErr  error
-)
+// binary is the secrets-prefetch binary the tests run.
+var binary exttest.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	binary.Remove()
 	os.Exit(code)
-}
-
-// extensionBinary builds the extension (the root module) once per run.
-func extensionBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if binDir, err = os.MkdirTemp("", "faults-bin-"); err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(binDir, "secrets-prefetch")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binary, ".")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
-// repoRoot is the root module's directory, found upwards from here.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(mod, []byte("module github.com/secrets-prefetch/secrets-prefetch\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no enclosing directory holds the root go.mod")
-		}
-		dir = parent
-	}
 }
 
 // proc is the extension running as a process.
@@ -94,7 +39,7 @@ type proc struct {
 
 func startProc(t *testing.T, env ...string) *proc {
 	t.Helper()
-	return startCmd(t, exec.Command(extensionBinary(t)), env...)
+	return startCmd(t, exec.Command(binary.Path(t)), env...)
 }
 
 // startCmd starts cmd, which runs the extension, with env.
@@ -229,7 +174,7 @@ func TestProcessListensOnLoopbackOnly(t *testing.T) {
 	for _, stop := range []string{"SHUTDOWN", "SIGTERM"} {
 		t.Run(stop, func(t *testing.T) {
 			// Asking for an event means Init is done and the server is up.
-			p, api, rec, port := startListening(t, func() *exec.Cmd { return exec.Command(extensionBinary(t)) })
+			p, api, rec, port := startListening(t, func() *exec.Cmd { return exec.Command(binary.Path(t)) })
 			portStr := strconv.Itoa(port)
 			if r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ping", port)); err != nil || r.StatusCode != http.StatusOK {
 				t.Fatalf("ping on loopback: %v %v", r, err)
