@@ -6,8 +6,8 @@ package localserver
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -76,13 +76,13 @@ type Options struct {
 // Server is the HTTP API. Its handler is safe for concurrent use.
 type Server struct {
 	opts Options
-	// tokenSum is the token's digest, for tokenMatches; SetToken swaps it
+	// tokenPadded is the token's padded copy, for tokenMatches; SetToken swaps it
 	// at run time. Never nil after New.
-	tokenSum atomic.Pointer[tokenDigest]
-	slots    chan struct{}
-	conns    *conns
-	srv      *http.Server
-	log      *slog.Logger
+	tokenPadded atomic.Pointer[tokenCopy]
+	slots       chan struct{}
+	conns       *conns
+	srv         *http.Server
+	log         *slog.Logger
 
 	// base is every request's base context; Shutdown cancels it shortly
 	// before its deadline, so reads still waiting for AWS answer then.
@@ -136,7 +136,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{slots: make(chan struct{}, o.MaxInFlight), log: o.Logger, drainMargin: drainMargin, handlerGrace: handlerGrace}
 	s.SetToken(o.Token)
-	o.Token = "" // only its digest is kept
+	o.Token = "" // only its padded copy is kept
 	s.opts = o
 	s.conns = newConns(o.MaxConns, o.Logger)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
@@ -377,13 +377,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (int, string) {
 // changed; requests from then on are checked against it. "" refuses every
 // request but /ping. Safe to call while serving.
 func (s *Server) SetToken(token string) {
-	s.tokenSum.Store(&tokenDigest{sum: sha256.Sum256([]byte(token)), set: token != ""})
+	n := tokenPad
+	for n < len(token) {
+		n *= 2
+	}
+	padded := make([]byte, n) // zero beyond the token
+	copy(padded, token)
+	s.tokenPadded.Store(&tokenCopy{padded: padded, n: int32(len(token)), set: token != ""})
 }
 
-// tokenDigest is a token's SHA-256 digest; set is false for no token.
-type tokenDigest struct {
-	sum [sha256.Size]byte
-	set bool
+// tokenPad is the least length a token is padded to for tokenMatches: a
+// Lambda session token (about 1,100 characters) and any token agent mode
+// is given fit, so the time the comparison takes does not depend on the
+// token's length. A longer token is padded to the next power of two.
+const tokenPad = 2048
+
+// tokenCopy is the token padded with zeros to a fixed length (tokenPad or
+// a power of two beyond it), its length, and set: false for no token.
+type tokenCopy struct {
+	padded []byte
+	n      int32
+	set    bool
 }
 
 // presented returns the first of the token headers a request carries, and its
@@ -398,15 +412,48 @@ func (s *Server) presented(h http.Header) (header, value string) {
 }
 
 // tokenMatches reports, in constant time, whether got is the session token.
-// It compares SHA-256 digests, of fixed length, so that the time taken does
-// not reveal the token's length either (subtle.ConstantTimeCompare returns
-// at once when the lengths differ). A server without a token matches none.
+// It compares got, as if padded with zeros, with the padded copy of the
+// token, all of it, eight bytes at a time, and the two lengths through
+// crypto/subtle: the time taken depends on the lengths of got and of the
+// padding, never on the token's content or length (subtle.ConstantTimeCompare
+// returns at once when the lengths differ). No hashing: this runs on every
+// request, and a Lambda session token is about 1,100 bytes. A server
+// without a token matches none.
 func (s *Server) tokenMatches(got string) bool {
-	want := s.tokenSum.Load()
-	// Hashed in place: []byte(got) would copy a Lambda session token
-	// (about 1,100 bytes) to the heap on every request. Sum256 only reads.
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(got), len(got)))
-	return subtle.ConstantTimeCompare(sum[:], want.sum[:]) == 1 && want.set
+	want := s.tokenPadded.Load()
+	w := want.padded
+	if len(got) > len(w) {
+		return false // longer than the padding, so than the token: known from got's length alone
+	}
+	// Read in place: []byte(got) would copy it to the heap.
+	g := unsafe.Slice(unsafe.StringData(got), len(got))
+	n := int32(len(g))
+	var d0, d1, d2, d3 uint64 // ORed differences, four words at a time
+	for len(g) >= 32 {
+		d0 |= binary.LittleEndian.Uint64(g[0:8]) ^ binary.LittleEndian.Uint64(w[0:8])
+		d1 |= binary.LittleEndian.Uint64(g[8:16]) ^ binary.LittleEndian.Uint64(w[8:16])
+		d2 |= binary.LittleEndian.Uint64(g[16:24]) ^ binary.LittleEndian.Uint64(w[16:24])
+		d3 |= binary.LittleEndian.Uint64(g[24:32]) ^ binary.LittleEndian.Uint64(w[24:32])
+		g, w = g[32:], w[32:]
+	}
+	for len(g) > 0 {
+		d0 |= uint64(g[0] ^ w[0])
+		g, w = g[1:], w[1:]
+	}
+	for len(w)%32 != 0 { // the rest of the copy, against got's padding of zeros
+		d1 |= uint64(w[0])
+		w = w[1:]
+	}
+	for len(w) >= 32 {
+		d0 |= binary.LittleEndian.Uint64(w[0:8])
+		d1 |= binary.LittleEndian.Uint64(w[8:16])
+		d2 |= binary.LittleEndian.Uint64(w[16:24])
+		d3 |= binary.LittleEndian.Uint64(w[24:32])
+		w = w[32:]
+	}
+	diff := d0 | d1 | d2 | d3
+	same := subtle.ConstantTimeEq(n, want.n) & subtle.ConstantTimeEq(int32(diff|diff>>32), 0)
+	return same == 1 && want.set
 }
 
 func isClientError(err error) bool {

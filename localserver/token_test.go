@@ -24,6 +24,15 @@ func TestTokenMatches(t *testing.T) {
 			t.Errorf("tokenMatches(%q) = %v, want %v", tt.got, got, tt.want)
 		}
 	}
+	// The padding's zeros are not the token's: a token is matched only at its length.
+	for _, tok := range []string{"abc", "abc\x00", strings.Repeat("z", tokenPad), strings.Repeat("z", tokenPad+1)} {
+		s := newServer(&fakeCache{}, func(o *Options) { o.Token = tok })
+		for _, got := range []string{tok, tok + "\x00", tok[:len(tok)-1], tok + "\x00\x00\x00\x00\x00\x00\x00\x00", strings.Repeat("\x00", 2*tokenPad+8)} {
+			if want := got == tok; s.tokenMatches(got) != want {
+				t.Errorf("token of %d bytes: tokenMatches(%d bytes) = %v, want %v", len(tok), len(got), !want, want)
+			}
+		}
+	}
 	empty := newServer(&fakeCache{}, func(o *Options) { o.Token = "" })
 	if empty.tokenMatches("") {
 		t.Error("a server without a token accepted the empty token")
@@ -31,8 +40,9 @@ func TestTokenMatches(t *testing.T) {
 }
 
 // TestTokenCompareIsConstantTime checks the source: the token is compared
-// only through crypto/subtle, on fixed-length digests, never with == or a
-// function that returns at the first difference. (Timing itself can't be
+// through crypto/subtle and a loop over the whole padded copy that only
+// ORs differences, never with == or a function that returns at the first
+// difference. (Timing itself can't be
 // measured reliably in a test; the code's shape can be checked.)
 func TestTokenCompareIsConstantTime(t *testing.T) {
 	fset := token.NewFileSet()
@@ -50,16 +60,20 @@ func TestTokenCompareIsConstantTime(t *testing.T) {
 	if body == nil {
 		t.Fatal("server.go has no tokenMatches")
 	}
-	var subtleCall, digest bool
+	var subtleCall bool
 	ast.Inspect(body, func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.SelectorExpr:
 			if x, ok := n.X.(*ast.Ident); ok {
-				subtleCall = subtleCall || x.Name == "subtle" && n.Sel.Name == "ConstantTimeCompare"
-				digest = digest || x.Name == "sha256" && n.Sel.Name == "Sum256"
+				subtleCall = subtleCall || x.Name == "subtle" && n.Sel.Name == "ConstantTimeEq"
 				if x.Name == "bytes" || x.Name == "strings" {
 					t.Errorf("%s: tokenMatches calls %s.%s", fset.Position(n.Pos()), x.Name, n.Sel.Name)
 				}
+			}
+		case *ast.IfStmt, *ast.SwitchStmt, *ast.BranchStmt:
+			// The one early return is on got's length against the padding's.
+			if is, ok := n.(*ast.IfStmt); !ok || !isLenOverPadding(is.Cond) {
+				t.Errorf("%s: tokenMatches branches", fset.Position(n.Pos()))
 			}
 		case *ast.BinaryExpr:
 			if n.Op == token.EQL || n.Op == token.NEQ {
@@ -70,8 +84,8 @@ func TestTokenCompareIsConstantTime(t *testing.T) {
 		}
 		return true
 	})
-	if !subtleCall || !digest {
-		t.Errorf("tokenMatches: subtle.ConstantTimeCompare %v, sha256.Sum256 %v; want both", subtleCall, digest)
+	if !subtleCall {
+		t.Error("tokenMatches does not decide through subtle.ConstantTimeEq")
 	}
 	// And the handler checks the token through tokenMatches alone.
 	ast.Inspect(f, func(n ast.Node) bool {
@@ -82,6 +96,25 @@ func TestTokenCompareIsConstantTime(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// isLenOverPadding reports whether cond is len(got) > len(w).
+func isLenOverPadding(cond ast.Expr) bool {
+	b, ok := cond.(*ast.BinaryExpr)
+	if !ok || b.Op != token.GTR {
+		return false
+	}
+	arg := func(e ast.Expr) string {
+		if c, ok := e.(*ast.CallExpr); ok && len(c.Args) == 1 {
+			if f, ok := c.Fun.(*ast.Ident); ok && f.Name == "len" {
+				if a, ok := c.Args[0].(*ast.Ident); ok {
+					return a.Name
+				}
+			}
+		}
+		return ""
+	}
+	return arg(b.X) == "got" && arg(b.Y) == "w"
 }
 
 func enclosingFunc(f *ast.File, pos token.Pos) string {
