@@ -2,9 +2,14 @@ package localserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/secrets-prefetch/secrets-prefetch/cache"
 	"github.com/secrets-prefetch/secrets-prefetch/source"
@@ -73,5 +78,31 @@ func BenchmarkFloor(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d", w.Code)
 		}
+	}
+}
+
+// BenchmarkTokenMatches is the token check of every request, for a short
+// token and one of a Lambda session token's length, beside the check it
+// replaced: the presented value hashed with SHA-256 and the digests compared.
+func BenchmarkTokenMatches(b *testing.B) {
+	for _, n := range []int{len(testToken), 1100} {
+		token := strings.Repeat("t", n)
+		s := newServer(&fakeCache{}, func(o *Options) { o.Token = token })
+		b.Run(fmt.Sprintf("padded/chars=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if !s.tokenMatches(token) {
+					b.Fatal("the token did not match")
+				}
+			}
+		})
+		want := sha256.Sum256([]byte(token))
+		b.Run(fmt.Sprintf("sha256/chars=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				got := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+				if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+					b.Fatal("the token did not match")
+				}
+			}
+		})
 	}
 }
