@@ -3,10 +3,8 @@ package rie
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,34 +13,8 @@ import (
 	"github.com/secrets-prefetch/secrets-prefetch/integration/testfunc/sdkcall"
 )
 
-var sdkFunc struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// sdkFunction builds ../testfunc/sdkfunc once per test process.
-func sdkFunction(t *testing.T) string {
-	t.Helper()
-	sdkFunc.once.Do(func() {
-		dir, err := sharedDir()
-		if err != nil {
-			sdkFunc.err = err
-			return
-		}
-		root, err := RepoRoot()
-		if err != nil {
-			sdkFunc.err = err
-			return
-		}
-		sdkFunc.path = filepath.Join(dir, "sdk-func")
-		_, sdkFunc.err = run(context.Background(), filepath.Join(root, "integration"), "go", "build", "-o", sdkFunc.path, "./testfunc/sdkfunc")
-	})
-	if sdkFunc.err != nil {
-		t.Fatalf("build the SDK test function: %v", sdkFunc.err)
-	}
-	return sdkFunc.path
-}
+// sdkFunc is ../testfunc/sdkfunc, built once per test process.
+var sdkFunc = testFunction{pkg: "./testfunc/sdkfunc", file: "sdk-func"}
 
 func call(op string, input any) testfunc.SDKCall {
 	b, _ := json.Marshal(input)
@@ -75,7 +47,7 @@ func TestSDKUnchangedUnderRIE(t *testing.T) {
 	}
 	self := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	env := Start(t, Options{
-		Binaries: Binaries{Function: sdkFunction(t)},
+		Binaries: Binaries{Function: sdkFunc.path(t)},
 		Env: append(a.Env(),
 			"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT="+strconv.Itoa(ports[0]),
 			// For the whole environment, as a user sets them on the function.

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,34 +44,8 @@ const (
 
 var zcBinary = []byte{0x00, 0x01, 0xfe, 0xff, 'z', 'c'}
 
-var zeroCodeFunc struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// zeroCodeFunction builds ../testfunc/zerocode once per test process.
-func zeroCodeFunction(t *testing.T) string {
-	t.Helper()
-	zeroCodeFunc.once.Do(func() {
-		dir, err := sharedDir()
-		if err != nil {
-			zeroCodeFunc.err = err
-			return
-		}
-		root, err := RepoRoot()
-		if err != nil {
-			zeroCodeFunc.err = err
-			return
-		}
-		zeroCodeFunc.path = filepath.Join(dir, "zerocode-func")
-		_, zeroCodeFunc.err = run(context.Background(), filepath.Join(root, "integration"), "go", "build", "-o", zeroCodeFunc.path, "./testfunc/zerocode")
-	})
-	if zeroCodeFunc.err != nil {
-		t.Fatalf("build the zero-code test function: %v", zeroCodeFunc.err)
-	}
-	return zeroCodeFunc.path
-}
+// zeroCodeFunc is ../testfunc/zerocode, built once per test process.
+var zeroCodeFunc = testFunction{pkg: "./testfunc/zerocode", file: "zerocode-func"}
 
 // startZeroCode launches RIE with the extension, the layer's wrapper script
 // at /opt/secrets-prefetch-env and the zero-code function behind the
@@ -93,7 +66,7 @@ func startZeroCode(t *testing.T, env ...string) *Env {
 	if err := install(filepath.Join(root, "layer", "secrets-prefetch-env"), filepath.Join(dir, "opt", "secrets-prefetch-env")); err != nil {
 		t.Fatal(err)
 	}
-	if err := install(zeroCodeFunction(t), filepath.Join(dir, "task", "zerocode-func")); err != nil {
+	if err := install(zeroCodeFunc.path(t), filepath.Join(dir, "task", "zerocode-func")); err != nil {
 		t.Fatal(err)
 	}
 	bins.Function = filepath.Join(t.TempDir(), "bootstrap")
