@@ -60,10 +60,29 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("stale_if_error", r.StaleIfError),
 		slog.Bool("lazy", r.Lazy),
 		slog.Bool("metrics", r.Metrics),
+		slog.Int("concurrency", r.Concurrency),
+		slog.Int("max_roles", r.MaxRoles),
+		slog.Any("selections", selectionTexts(r.Selections)),
+		slog.Bool("snap_start", r.SnapStart),
+		slog.Bool("snapshot_exclude", r.SnapshotExclude),
+		slog.String("failover_region", r.FailoverRegion),
 		slog.Any("env_mapping", entryTexts(r.EnvMapping)),
 		slog.Any("file_mapping", entryTexts(r.FileMapping)),
 		slog.String("token", r.Token),
 	)
+}
+
+// selectionTexts renders selections as configured (tag:KEY=VALUE, prefix:NAME).
+func selectionTexts(sels []Selection) []string {
+	out := make([]string, len(sels))
+	for i, sel := range sels {
+		if sel.Prefix != "" {
+			out[i] = "prefix:" + sel.Prefix
+		} else {
+			out[i] = "tag:" + sel.TagKey + "=" + sel.TagValue
+		}
+	}
+	return out
 }
 
 // entryTexts renders mapping entries as written: names, never values.
